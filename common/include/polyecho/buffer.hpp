@@ -1,0 +1,54 @@
+#pragma once
+
+#include <cstddef>
+#include <memory>
+#include <span>
+#include <string_view>
+
+namespace polyecho {
+
+// A contiguous byte buffer with a readable region (bytes owed to someone) followed by a
+// writable region (room for the next read). Memory is allocated lazily on first use and grows
+// geometrically, but never past `soft_cap` for received data: when the buffer is full the
+// transport must stop reading (backpressure) until the readable region is consumed.
+// `append()` may use a small reserve above the soft cap so the protocol can always emit a
+// short reply (e.g. "bye") even when the buffer is full.
+// Not thread-safe: owned by one connection, used by one thread at a time.
+class Buffer {
+ public:
+  static constexpr std::size_t kReplyReserve = 128;
+  static constexpr std::size_t kInitialCapacity = 16 * 1024;
+
+  explicit Buffer(std::size_t soft_cap);
+
+  // Room for incoming bytes (compacts or grows as needed). Empty when the soft cap is reached.
+  [[nodiscard]] std::span<char> writable();
+  void commit(std::size_t n) noexcept { end_ += n; }
+
+  [[nodiscard]] std::span<const char> readable() const noexcept {
+    return {data_.get() + begin_, end_ - begin_};
+  }
+  [[nodiscard]] std::span<char> readable() noexcept { return {data_.get() + begin_, end_ - begin_}; }
+  void consume(std::size_t n) noexcept;
+  // Drops readable bytes from the tail so that `keep` bytes remain.
+  void truncate(std::size_t keep) noexcept { end_ = begin_ + keep; }
+  // Appends a short reply; may use the reserve above the soft cap. False if it cannot fit.
+  bool append(std::string_view bytes);
+
+  [[nodiscard]] std::size_t size() const noexcept { return end_ - begin_; }
+  [[nodiscard]] bool empty() const noexcept { return end_ == begin_; }
+  [[nodiscard]] std::size_t soft_cap() const noexcept { return soft_cap_; }
+  [[nodiscard]] std::size_t allocated() const noexcept { return capacity_; }
+
+ private:
+  // Makes `want` bytes of tail room available without exceeding `limit`; false if impossible.
+  bool reserve_tail(std::size_t want, std::size_t limit);
+
+  std::unique_ptr<char[]> data_;
+  std::size_t capacity_ = 0;
+  std::size_t begin_ = 0;
+  std::size_t end_ = 0;
+  std::size_t soft_cap_;
+};
+
+}  // namespace polyecho

@@ -1,0 +1,51 @@
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <string>
+
+namespace polyecho {
+
+// Server-wide counters. Lives in a MAP_SHARED anonymous mapping (see SharedStats) so that
+// forked children and prefork workers add to the very same counters as the parent; the
+// atomics are lock-free, which is what makes them valid across processes.
+struct Stats {
+  std::atomic<std::uint64_t> accepted{0};
+  std::atomic<std::uint64_t> rejected{0};
+  std::atomic<std::int64_t> active{0};
+  std::atomic<std::uint64_t> bytes_in{0};
+  std::atomic<std::uint64_t> bytes_out{0};
+  std::atomic<std::uint64_t> errors{0};
+
+  // "accepted=… rejected=… active=… bytes_in=… bytes_out=… errors=…"
+  [[nodiscard]] std::string summary() const;
+};
+static_assert(std::atomic<std::uint64_t>::is_always_lock_free,
+              "Stats are shared across processes; that needs lock-free atomics");
+
+// Owner of the shared mapping that holds one Stats. Create before forking.
+class SharedStats {
+ public:
+  SharedStats();
+  ~SharedStats();
+  SharedStats(const SharedStats&) = delete;
+  SharedStats& operator=(const SharedStats&) = delete;
+  [[nodiscard]] Stats& get() const noexcept { return *stats_; }
+
+ private:
+  Stats* stats_;
+};
+
+// Per-connection byte counts, kept in plain integers on the hot path and added to the shared
+// atomics once, when the connection ends (no contended atomic per message).
+struct ConnectionCounters {
+  std::uint64_t bytes_in = 0;
+  std::uint64_t bytes_out = 0;
+  void flush_to(Stats& stats) noexcept {
+    stats.bytes_in.fetch_add(bytes_in, std::memory_order_relaxed);
+    stats.bytes_out.fetch_add(bytes_out, std::memory_order_relaxed);
+    bytes_in = bytes_out = 0;
+  }
+};
+
+}  // namespace polyecho

@@ -1,0 +1,73 @@
+#include "polyecho/acceptor.hpp"
+
+#include <fcntl.h>
+#include <spdlog/spdlog.h>
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace polyecho {
+
+namespace {
+unique_fd open_reserve() { return unique_fd(::open("/dev/null", O_RDONLY | O_CLOEXEC)); }
+}  // namespace
+
+Acceptor::Acceptor(int listen_fd, Stats& stats)
+    : listen_fd_(listen_fd), stats_(stats), reserve_(open_reserve()) {}
+
+Acceptor::Result Acceptor::accept_one(bool nonblocking) {
+  const int flags = SOCK_CLOEXEC | (nonblocking ? SOCK_NONBLOCK : 0);
+  for (;;) {
+    int fd = ::accept4(listen_fd_, nullptr, nullptr, flags);
+    if (fd >= 0) {
+      end_burst();
+      return {Status::accepted, unique_fd(fd)};
+    }
+    switch (errno) {
+      case EINTR:
+      case ECONNABORTED:
+      case EPROTO:
+        continue;
+      case EAGAIN:
+        return {Status::would_block, {}};
+      case EMFILE:
+      case ENFILE:
+      case ENOBUFS:
+      case ENOMEM:
+        return shed_one(errno);
+      case EINVAL:  // the listener was shut down: we are stopping
+      case EBADF:
+        return {Status::stopped, {}, errno};
+      default:
+        return {Status::failed, {}, errno};
+    }
+  }
+}
+
+Acceptor::Result Acceptor::shed_one(int error) {
+  if (shed_in_burst_ == 0) {
+    spdlog::warn("accept: {}; shedding new connections until descriptors free up", std::strerror(error));
+  }
+  if (!reserve_) {
+    reserve_ = open_reserve();  // maybe descriptors came back since last time
+    if (!reserve_) return {Status::exhausted, {}, error};
+  }
+  reserve_.reset();
+  unique_fd victim(::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC));
+  reserve_ = open_reserve();
+  if (!victim) return {Status::exhausted, {}, error};
+  victim.reset();  // the peer sees an orderly close instead of hanging in our backlog
+  ++shed_in_burst_;
+  stats_.rejected.fetch_add(1, std::memory_order_relaxed);
+  return {Status::shed, {}, error};
+}
+
+void Acceptor::end_burst() {
+  if (shed_in_burst_ > 0) {
+    spdlog::warn("accept: descriptors available again; shed {} connection(s)", shed_in_burst_);
+    shed_in_burst_ = 0;
+  }
+}
+
+}  // namespace polyecho

@@ -1,0 +1,56 @@
+#include "polyecho/buffer.hpp"
+
+#include <algorithm>
+#include <cstring>
+
+namespace polyecho {
+
+Buffer::Buffer(std::size_t soft_cap) : soft_cap_(std::max<std::size_t>(soft_cap, 1)) {}
+
+void Buffer::consume(std::size_t n) noexcept {
+  begin_ += n;
+  // Rewinding an empty buffer is free and keeps reads large, without any memmove.
+  if (begin_ == end_) begin_ = end_ = 0;
+}
+
+bool Buffer::reserve_tail(std::size_t want, std::size_t limit) {
+  if (capacity_ - end_ >= want) return true;
+  const std::size_t used = size();
+  if (used + want > limit) return false;
+  // Prefer sliding unsent bytes to the front over growing: memory stays bounded by `limit`.
+  if (begin_ > 0 && capacity_ - used >= want) {
+    std::memmove(data_.get(), data_.get() + begin_, used);
+    begin_ = 0;
+    end_ = used;
+    return true;
+  }
+  std::size_t new_capacity = std::max(capacity_ * 2, kInitialCapacity);
+  while (new_capacity < used + want) new_capacity *= 2;
+  new_capacity = std::min(new_capacity, limit);
+  auto grown = std::make_unique_for_overwrite<char[]>(new_capacity);
+  if (used > 0) std::memcpy(grown.get(), data_.get() + begin_, used);
+  data_ = std::move(grown);
+  capacity_ = new_capacity;
+  begin_ = 0;
+  end_ = used;
+  return true;
+}
+
+std::span<char> Buffer::writable() {
+  const std::size_t used = size();
+  if (used >= soft_cap_) return {};
+  // A read into a sliver of tail room wastes a syscall; ask for a useful amount when possible.
+  const std::size_t useful = std::min(soft_cap_ - used, kInitialCapacity);
+  if (capacity_ - end_ < useful) reserve_tail(useful, soft_cap_);
+  const std::size_t room = std::min(capacity_ - end_, soft_cap_ - used);
+  return {data_.get() + end_, room};
+}
+
+bool Buffer::append(std::string_view bytes) {
+  if (!reserve_tail(bytes.size(), soft_cap_ + kReplyReserve)) return false;
+  std::memcpy(data_.get() + end_, bytes.data(), bytes.size());
+  end_ += bytes.size();
+  return true;
+}
+
+}  // namespace polyecho

@@ -1,0 +1,124 @@
+// fork: a child process per connection, the classic inetd/Apache-prefork-less design. Full
+// isolation (a crashing child loses only its own client) at the price of a fork() per
+// connection and a process per client.
+//
+// Processes: the parent only accepts, counts and reaps; it closes its copy of every
+// connection. Children add their byte counts to the shared Stats mapping before exiting.
+// SIGCHLD wakes the accept loop through stop_signal::child_fd(); reaping loops on
+// waitpid(WNOHANG) because several exits can arrive as one signal.
+// Stop: the parent stops accepting, waits up to --drain-timeout for children to finish, then
+// SIGTERMs the rest (SIGKILL if they linger) and reaps every one: no zombie, no orphan.
+// Children also get PR_SET_PDEATHSIG so they die if the parent is killed outright.
+#include <poll.h>
+#include <spdlog/spdlog.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <csignal>
+#include <cstring>
+#include <unordered_set>
+
+#include "core/accept_loop.hpp"
+#include "core/blocking_connection.hpp"
+#include "polyecho/stop_signal.hpp"
+
+namespace polyecho {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+class ForkBackend final : public Backend {
+ public:
+  int run(ServerContext& context) override {
+    stop_signal::watch_children();
+    const pid_t parent = ::getpid();
+    BlockingAcceptLoop loop(context);
+    loop.watch_extra(stop_signal::child_fd(), [&] { reap(context.stats); });
+    loop.run([&](unique_fd connection) { spawn(context, parent, std::move(connection)); });
+    drain(context);
+    return 0;
+  }
+
+ private:
+  void spawn(ServerContext& context, pid_t parent, unique_fd connection) {
+    if (children_.size() >= context.config.max_connections) {
+      reject_connection(std::move(connection), context.stats);
+      return;
+    }
+    const pid_t pid = ::fork();
+    if (pid < 0) {
+      spdlog::warn("fork: {}; refusing the connection", std::strerror(errno));
+      reject_connection(std::move(connection), context.stats);
+      return;
+    }
+    if (pid == 0) {
+      stop_signal::reset_in_child();
+      ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+      if (::getppid() != parent) ::_exit(0);  // the parent died before prctl took effect
+      context.listener.reset();
+      serve_blocking(connection.get(), context.config, context.stats);
+      // _exit: the parent's atexit handlers and static destructors are not ours to run.
+      ::_exit(0);
+    }
+    children_.insert(pid);
+    context.stats.accepted.fetch_add(1, std::memory_order_relaxed);
+    context.stats.active.fetch_add(1, std::memory_order_relaxed);
+  }
+
+  void reap(Stats& stats) {
+    stop_signal::clear_child_fd();
+    int status = 0;
+    pid_t pid;
+    while ((pid = ::waitpid(-1, &status, WNOHANG)) > 0) {
+      if (children_.erase(pid) == 0) continue;
+      stats.active.fetch_sub(1, std::memory_order_relaxed);
+      if (WIFSIGNALED(status) && WTERMSIG(status) != SIGTERM) {
+        stats.errors.fetch_add(1, std::memory_order_relaxed);
+        spdlog::warn("connection child {} died from signal {}", pid, WTERMSIG(status));
+      }
+    }
+  }
+
+  // Waits for the children (woken by SIGCHLD) until `deadline`; true when none is left.
+  bool wait_children(Stats& stats, Clock::time_point deadline) {
+    while (!children_.empty()) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+      if (left.count() <= 0) return false;
+      pollfd fd{stop_signal::child_fd(), POLLIN, 0};
+      ::poll(&fd, 1, static_cast<int>(left.count()) + 1);
+      reap(stats);
+    }
+    return true;
+  }
+
+  void drain(ServerContext& context) {
+    if (wait_children(context.stats, Clock::now() + context.config.drain_timeout)) return;
+    for (pid_t pid : children_) ::kill(pid, SIGTERM);
+    if (wait_children(context.stats, Clock::now() + std::chrono::seconds(1))) return;
+    for (pid_t pid : children_) ::kill(pid, SIGKILL);
+    // SIGKILL cannot be ignored, so blocking waits here end promptly.
+    for (pid_t pid : children_) {
+      while (::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
+      }
+      context.stats.active.fetch_sub(1, std::memory_order_relaxed);
+    }
+    children_.clear();
+  }
+
+  std::unordered_set<pid_t> children_;  // touched by the parent's accept thread only
+};
+
+const BackendRegistrar kRegistrar{BackendInfo{
+    .name = "fork",
+    .description = "a child process per connection; the parent accepts and reaps",
+    .uses_workers = false,
+    .serves_concurrently = true,
+    .default_rank = 1,
+    .variants = {},
+    .create = [](const ServerConfig&) { return std::make_unique<ForkBackend>(); },
+}};
+
+}  // namespace
+}  // namespace polyecho

@@ -1,0 +1,36 @@
+// iterative: one connection at a time, the baseline every other model is measured against.
+// While a client is served, the others wait in the kernel's listen backlog; a slow client
+// therefore stalls everybody, which is exactly what this model exists to show.
+// Threads: one. Signals land on this thread, so a stop interrupts the blocking read and the
+// current client gets --drain-timeout to finish.
+#include "core/accept_loop.hpp"
+#include "core/blocking_connection.hpp"
+
+namespace polyecho {
+namespace {
+
+class IterativeBackend final : public Backend {
+ public:
+  int run(ServerContext& context) override {
+    BlockingAcceptLoop loop(context);
+    const BlockingServeOptions options{.drain_on_interrupt = true};
+    loop.run([&](unique_fd connection) {
+      ActiveGuard active(context.stats);
+      serve_blocking(connection.get(), context.config, context.stats, options);
+    });
+    return 0;
+  }
+};
+
+const BackendRegistrar kRegistrar{BackendInfo{
+    .name = "iterative",
+    .description = "one connection at a time on one thread; the rest wait in the backlog",
+    .uses_workers = false,
+    .serves_concurrently = false,
+    .default_rank = 0,
+    .variants = {},
+    .create = [](const ServerConfig&) { return std::make_unique<IterativeBackend>(); },
+}};
+
+}  // namespace
+}  // namespace polyecho

@@ -1,0 +1,69 @@
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/server_config.hpp"
+#include "polyecho/endpoint.hpp"
+#include "polyecho/socket_ops.hpp"
+#include "polyecho/stats.hpp"
+#include "polyecho/unique_fd.hpp"
+
+namespace polyecho {
+
+// What the core hands a model once the listener is bound and announced.
+struct ServerContext {
+  const ServerConfig& config;
+  unique_fd listener;  // the model owns it from here on (close it to stop accepting)
+  Endpoint bound;      // the real address, port resolved (for SO_REUSEPORT siblings)
+  Stats& stats;        // shared across processes (see SharedStats)
+};
+
+// One concurrency model. The core calls listener_options() before binding and run() after
+// printing the "listening on" line. run() returns when stop_signal::requested() and the drain
+// is over, and its result is the process exit code.
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual void adjust_listener(ListenerOptions& options) const { (void)options; }
+  virtual int run(ServerContext& context) = 0;
+};
+
+// Thrown by a factory when the model cannot run here (e.g. io_uring disabled); the message is
+// printed as is and the server exits 1.
+struct BackendUnavailable : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+struct BackendInfo {
+  std::string name;
+  std::string description;  // one line, shown by --list-backends
+  bool uses_workers = false;
+  // False for models that serve one connection at a time (the others wait in the backlog).
+  bool serves_concurrently = true;
+  // Higher wins when --backend is not given.
+  int default_rank = 0;
+  // Flag sets worth exercising besides the defaults, e.g. "--workers 2". The conformance suite
+  // runs every scenario once per variant, so a variant listed here is tested automatically.
+  std::vector<std::string> variants;
+  std::function<std::unique_ptr<Backend>(const ServerConfig&)> create;
+};
+
+// Registration happens from static objects in each backend file:
+//   const BackendRegistrar kRegistrar{BackendInfo{...}};
+// The backends are linked into the executable as object files, so nothing is dropped.
+class BackendRegistry {
+ public:
+  static void add(BackendInfo info);
+  [[nodiscard]] static const std::vector<BackendInfo>& all();  // sorted by name
+  [[nodiscard]] static const BackendInfo* find(std::string_view name);
+  [[nodiscard]] static const BackendInfo* preferred_default();
+};
+
+struct BackendRegistrar {
+  explicit BackendRegistrar(BackendInfo info) { BackendRegistry::add(std::move(info)); }
+};
+
+}  // namespace polyecho

@@ -1,0 +1,106 @@
+#include "core/blocking_connection.hpp"
+
+#include <spdlog/spdlog.h>
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+
+#include "polyecho/session.hpp"
+#include "polyecho/socket_ops.hpp"
+#include "polyecho/stop_signal.hpp"
+
+namespace polyecho {
+
+void prepare_connection(int fd, const ServerConfig& config, bool blocking) {
+  set_nodelay(fd);
+  if (config.keepalive_seconds > 0) set_keepalive(fd, config.keepalive_seconds);
+  if (blocking && config.idle_timeout.count() > 0) set_io_timeout(fd, config.idle_timeout);
+}
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// Plain recv/send rather than read_some/send_some: EINTR must reach us so that a
+// single-threaded model notices a stop request while blocked on a quiet client.
+class BlockingServer {
+ public:
+  BlockingServer(int fd, const ServerConfig& config, const BlockingServeOptions& options)
+      : fd_(fd), config_(config), options_(options), session_(config.protocol) {}
+
+  // Returns the errno that ended the connection, or 0 for an orderly end.
+  int serve() {
+    for (;;) {
+      while (session_.has_output()) {
+        const auto out = session_.output();
+        const ssize_t n = ::send(fd_, out.data(), out.size(), MSG_NOSIGNAL);
+        if (n < 0) {
+          if (errno == EINTR && keep_going_after_interrupt()) continue;
+          return errno;
+        }
+        counters_.bytes_out += static_cast<std::uint64_t>(n);
+        session_.on_sent(static_cast<std::size_t>(n));
+      }
+      if (session_.finished()) return 0;
+      if (draining_ && Clock::now() >= deadline_) return 0;
+      const auto space = session_.input_space();
+      if (space.empty()) return 0;  // cannot happen after a full flush; never spin on it
+      const ssize_t n = ::recv(fd_, space.data(), space.size(), 0);
+      if (n > 0) {
+        counters_.bytes_in += static_cast<std::uint64_t>(n);
+        session_.on_received(static_cast<std::size_t>(n));
+      } else if (n == 0) {
+        session_.on_peer_eof();
+      } else if (errno == EINTR && keep_going_after_interrupt()) {
+        continue;
+      } else {
+        return errno;
+      }
+    }
+  }
+
+  ConnectionCounters& counters() { return counters_; }
+
+ private:
+  bool keep_going_after_interrupt() {
+    if (!options_.drain_on_interrupt || !stop_signal::requested()) return true;
+    if (!draining_) {
+      draining_ = true;
+      deadline_ = Clock::now() + config_.drain_timeout;
+      // The socket timeout bounds the wait for a quiet peer; the deadline check bounds a chatty one.
+      set_io_timeout(fd_, std::max(config_.drain_timeout, std::chrono::milliseconds(1)));
+    }
+    return Clock::now() < deadline_;
+  }
+
+  int fd_;
+  const ServerConfig& config_;
+  const BlockingServeOptions& options_;
+  Session session_;
+  ConnectionCounters counters_;
+  bool draining_ = false;
+  Clock::time_point deadline_{};
+};
+
+}  // namespace
+
+void serve_blocking(int fd, const ServerConfig& config, Stats& stats, const BlockingServeOptions& options) {
+  BlockingServer server(fd, config, options);
+  int error = 0;
+  try {
+    prepare_connection(fd, config, true);
+    error = server.serve();
+  } catch (const std::system_error& e) {
+    error = e.code().value();  // setsockopt on a peer that already reset
+  }
+  server.counters().flush_to(stats);
+  // EAGAIN here is SO_RCVTIMEO firing: an idle (or drain-expired) client, closed on purpose.
+  if (error != 0 && error != EAGAIN && error != EINTR) {
+    stats.errors.fetch_add(1, std::memory_order_relaxed);
+    spdlog::debug("connection fd {} ended: {}", fd, std::strerror(error));
+  }
+}
+
+}  // namespace polyecho

@@ -1,0 +1,41 @@
+#pragma once
+
+#include "core/server_config.hpp"
+#include "polyecho/stats.hpp"
+
+namespace polyecho {
+
+struct BlockingServeOptions {
+  // Set by models whose serving thread is the one that receives SIGINT/SIGTERM (iterative,
+  // prefork workers): an interrupted read or write then starts this connection's drain clock.
+  // Multi-threaded models leave it off and cut connections from outside instead
+  // (ActiveConnections::shutdown_all).
+  bool drain_on_interrupt = false;
+};
+
+// Applies the per-connection socket options every model wants: TCP_NODELAY (an echo must not
+// wait for Nagle), keepalive, and the idle timeout as SO_RCVTIMEO/SO_SNDTIMEO for blocking IO.
+void prepare_connection(int fd, const ServerConfig& config, bool blocking);
+
+// Serves one connection with blocking IO on the calling thread, through the shared Session,
+// until the peer or the protocol ends it, the idle timeout fires, or it is cut from outside.
+// Does not close `fd` (the caller owns it). Adds its byte counts to `stats` when done.
+void serve_blocking(int fd, const ServerConfig& config, Stats& stats,
+                    const BlockingServeOptions& options = {});
+
+// RAII for a connection the model admitted: counts it as accepted and active.
+class ActiveGuard {
+ public:
+  explicit ActiveGuard(Stats& stats) : stats_(stats) {
+    stats_.accepted.fetch_add(1, std::memory_order_relaxed);
+    stats_.active.fetch_add(1, std::memory_order_relaxed);
+  }
+  ~ActiveGuard() { stats_.active.fetch_sub(1, std::memory_order_relaxed); }
+  ActiveGuard(const ActiveGuard&) = delete;
+  ActiveGuard& operator=(const ActiveGuard&) = delete;
+
+ private:
+  Stats& stats_;
+};
+
+}  // namespace polyecho

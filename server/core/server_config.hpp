@@ -1,0 +1,44 @@
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "polyecho/protocol.hpp"
+
+namespace polyecho {
+
+// Every knob of polyecho-server, filled once by the CLI (server/cli.cpp) and read-only after.
+// Model-specific knobs live here too so that a backend file never parses flags itself.
+struct ServerConfig {
+  std::string backend;  // empty: the registry's preferred default
+  std::string host = "127.0.0.1";
+  std::uint16_t port = 7007;
+  int backlog = 4096;
+  ProtocolConfig protocol;
+
+  std::size_t max_connections = 10000;  // finite by default: the fd limit is the real ceiling
+  std::size_t max_per_ip = 0;           // 0 = no per-address limit
+  std::chrono::milliseconds idle_timeout{0};  // 0 = off
+  std::chrono::milliseconds drain_timeout{5000};
+  int keepalive_seconds = 0;  // 0 = off; otherwise TCP keepalive idle time
+  unsigned workers = 0;       // 0 = the model's own default
+  std::string user;           // drop privileges to this user after binding
+
+  // Readiness models (reactor issue).
+  bool edge_triggered = false;
+  // Pooled models.
+  std::string pool_strategy = "queue";     // threadpool: queue | accept
+  std::size_t queue_limit = 1024;          // threadpool queue / prefork fdpass queue
+  std::string accept_strategy = "shared";  // prefork: shared | reuseport | fdpass
+  unsigned worker_threads = 1;             // prefork: threads per worker process
+  // Stackful fibers.
+  std::size_t stack_size = 64 * 1024;
+  // io_uring.
+  bool sqpoll = false;
+
+  std::string log_level = "info";
+};
+
+}  // namespace polyecho

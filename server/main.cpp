@@ -1,0 +1,3 @@
+#include "core/server_main.hpp"
+
+int main(int argc, char** argv) { return polyecho::server_main(argc, argv); }

@@ -1,0 +1,130 @@
+// The command-line contract of polyecho-server and polyecho-client.
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+
+#include <cstdio>
+#include <memory>
+
+#include "polyecho/socket_ops.hpp"
+#include "support/server_process.hpp"
+#include "support/test_socket.hpp"
+
+namespace polyecho::test {
+namespace {
+
+struct CommandResult {
+  int status;
+  std::string output;
+};
+
+CommandResult run_shell(const std::string& command) {
+  std::unique_ptr<FILE, int (*)(FILE*)> pipe(::popen((command + " 2>&1").c_str(), "r"), ::pclose);
+  std::string output;
+  char chunk[4096];
+  std::size_t n;
+  while ((n = std::fread(chunk, 1, sizeof chunk, pipe.get())) > 0) output.append(chunk, n);
+  const int status = ::pclose(pipe.release());
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, output};
+}
+
+struct BadFlag {
+  std::vector<std::string> args;
+  std::string named;
+};
+
+class ServerRejectsBadFlags : public ::testing::TestWithParam<BadFlag> {};
+
+TEST_P(ServerRejectsBadFlags, WithExitTwoAndAMessageNamingTheFlag) {
+  const auto [status, error] = ServerProcess::run_to_exit(GetParam().args);
+  EXPECT_EQ(status, 2);
+  EXPECT_NE(error.find(GetParam().named), std::string::npos) << error;
+  EXPECT_EQ(std::count(error.begin(), error.end(), '\n'), 1) << "expected one line: " << error;
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Flags, ServerRejectsBadFlags,
+    ::testing::Values(BadFlag{{"--port", "abc"}, "--port"}, BadFlag{{"--port", "70000"}, "--port"},
+                      BadFlag{{"--backend", "nope"}, "--backend"}, BadFlag{{"--mode", "weird"}, "--mode"},
+                      BadFlag{{"--max-connections", "0"}, "--max-connections"},
+                      BadFlag{{"--idle-timeout", "-1"}, "--idle-timeout"},
+                      BadFlag{{"--workers", "x"}, "--workers"}, BadFlag{{"--no-such-flag"}, "--no-such-flag"},
+                      BadFlag{{"--host", "not a host"}, "--host"}));
+
+TEST(ServerCli, PortInUseExitsOneNamingTheAddress) {
+  unique_fd taken = make_listener(resolve_endpoint("127.0.0.1", 0), {});
+  const auto port = std::to_string(local_endpoint(taken.get()).port());
+  const auto [status, error] = ServerProcess::run_to_exit({"--port", port});
+  EXPECT_EQ(status, 1);
+  EXPECT_NE(error.find("127.0.0.1:" + port), std::string::npos) << error;
+  EXPECT_NE(error.find("Address already in use"), std::string::npos) << error;
+}
+
+TEST(ServerCli, ListBackendsShowsTheFoundationModels) {
+  const auto result = run_shell(server_binary() + " --list-backends");
+  EXPECT_EQ(result.status, 0);
+  for (const char* name : {"iterative", "thread", "fork"}) {
+    EXPECT_NE(result.output.find(name), std::string::npos) << result.output;
+  }
+}
+
+TEST(ServerCli, VersionAndHelpExitZero) {
+  EXPECT_EQ(run_shell(server_binary() + " --version").status, 0);
+  const auto help = run_shell(server_binary() + " --help");
+  EXPECT_EQ(help.status, 0);
+  EXPECT_NE(help.output.find("--backend"), std::string::npos);
+}
+
+TEST(ServerCli, DefaultBindIsLoopbackOnly) {
+  auto server = ServerProcess::start({});
+  ASSERT_TRUE(server);
+  EXPECT_NE(server->listening_line().find("listening on 127.0.0.1:"), std::string::npos)
+      << server->listening_line();
+}
+
+TEST(ServerCli, ListensOnIpv6Loopback) {
+  auto server = ServerProcess::start({"--host", "::1"});
+  ASSERT_TRUE(server);
+  EXPECT_NE(server->listening_line().find("[::1]:"), std::string::npos) << server->listening_line();
+  auto fd = connect_loopback(server->port(), "::1");
+  ASSERT_TRUE(send_text(fd.get(), "v6"));
+  EXPECT_EQ(recv_exact(fd.get(), 2), "v6");
+}
+
+TEST(ClientCli, SendPrintsTheEchoAndExitsZero) {
+  auto server = ServerProcess::start({"--mode", "line", "--transform", "upper"});
+  ASSERT_TRUE(server);
+  const auto port = std::to_string(server->port());
+  const auto words = run_shell(client_binary() + " --port " + port + " send hello world");
+  EXPECT_EQ(words.status, 0);
+  EXPECT_EQ(words.output, "HELLO WORLD\n");
+  const auto piped = run_shell("printf 'one\\ntwo\\n' | " + client_binary() + " --port " + port + " send");
+  EXPECT_EQ(piped.status, 0);
+  EXPECT_EQ(piped.output, "ONE\nTWO\n");
+}
+
+TEST(ClientCli, InteractivePrintsEachReplyAndQuits) {
+  auto server = ServerProcess::start({"--mode", "line"});
+  ASSERT_TRUE(server);
+  const auto result =
+      run_shell("printf 'hi\\nthere\\nq\\nignored\\n' | " + client_binary() + " --port " + std::to_string(server->port()));
+  EXPECT_EQ(result.status, 0);
+  EXPECT_EQ(result.output, "hi\nthere\nbye\n");
+}
+
+TEST(ClientCli, RefusedConnectionIsOneLineErrorAndNonZeroExit) {
+  // A port that was just free: bind, read the number, close, so nobody listens there.
+  std::string port;
+  {
+    unique_fd probe = make_listener(resolve_endpoint("127.0.0.1", 0), {});
+    port = std::to_string(local_endpoint(probe.get()).port());
+  }
+  const auto result = run_shell(client_binary() + " --port " + port + " send hello");
+  EXPECT_NE(result.status, 0);
+  EXPECT_NE(result.output.find("Connection refused"), std::string::npos) << result.output;
+  EXPECT_EQ(std::count(result.output.begin(), result.output.end(), '\n'), 1) << result.output;
+}
+
+}  // namespace
+}  // namespace polyecho::test

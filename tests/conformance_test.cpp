@@ -1,0 +1,203 @@
+// The conformance suite: written once, run against every registered backend and variant
+// (see support/backend_cases.hpp). Each test starts the real server binary on port 0 and
+// talks to it over loopback.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/socket.h>
+
+#include <atomic>
+#include <cstdio>
+#include <memory>
+#include <thread>
+
+#include "support/backend_cases.hpp"
+#include "support/server_process.hpp"
+#include "support/test_socket.hpp"
+
+namespace polyecho::test {
+namespace {
+
+class Conformance : public ::testing::TestWithParam<BackendCase> {
+ protected:
+  std::unique_ptr<ServerProcess> start(const std::vector<std::string>& extra = {}) {
+    auto server = ServerProcess::start(GetParam().args(extra));
+    if (!server) throw std::runtime_error("server failed to start");
+    return server;
+  }
+};
+
+TEST_P(Conformance, EchoesSmallMessages) {
+  auto server = start();
+  auto fd = connect_loopback(server->port());
+  for (const std::string& message :
+       std::vector<std::string>{"hello\n", "a", "two words\r\n", std::string("nul\0byte", 8)}) {
+    ASSERT_TRUE(send_text(fd.get(), message));
+    EXPECT_EQ(recv_exact(fd.get(), message.size()), message);
+  }
+}
+
+TEST_P(Conformance, EchoesForNetcat) {
+  auto server = start();
+  const std::string command =
+      "printf 'hello\\n' | nc -N -w 10 127.0.0.1 " + std::to_string(server->port()) + " 2>&1";
+  std::unique_ptr<FILE, int (*)(FILE*)> pipe(::popen(command.c_str(), "r"), ::pclose);
+  ASSERT_TRUE(pipe);
+  char out[64] = {};
+  const std::size_t n = std::fread(out, 1, sizeof out - 1, pipe.get());
+  EXPECT_EQ(std::string(out, n), "hello\n");
+}
+
+TEST_P(Conformance, EchoesEightMebibytesOfRandomBytesIntact) {
+  auto server = start();
+  auto fd = connect_loopback(server->port());
+  const std::string payload = random_bytes(8 << 20, 42);
+  // Write from another thread while this one reads, so full socket buffers cannot deadlock.
+  std::atomic<bool> sent_ok{false};
+  std::thread writer([&] { sent_ok = send_text(fd.get(), payload); });
+  const std::string echoed = recv_exact(fd.get(), payload.size());
+  writer.join();
+  EXPECT_TRUE(sent_ok);
+  ASSERT_EQ(echoed.size(), payload.size());
+  EXPECT_EQ(fnv1a(echoed), fnv1a(payload));
+}
+
+TEST_P(Conformance, ServesFiftyConcurrentClientsIntact) {
+  auto server = start();
+  constexpr int kClients = 50;
+  std::atomic<int> intact{0};
+  std::vector<std::thread> clients;
+  for (int id = 0; id < kClients; ++id) {
+    clients.emplace_back([&, id] {
+      auto fd = connect_loopback(server->port());
+      bool ok = true;
+      for (int round = 0; round < 3 && ok; ++round) {
+        const std::string message = random_bytes(1000, static_cast<std::uint32_t>(id * 10 + round));
+        ok = send_text(fd.get(), message) && recv_exact(fd.get(), message.size()) == message;
+      }
+      if (ok) ++intact;
+    });  // the iterative model serves them one after another as each closes
+  }
+  for (auto& t : clients) t.join();
+  EXPECT_EQ(intact, kClients);
+}
+
+TEST_P(Conformance, HalfCloseEchoesEverythingThenCloses) {
+  auto server = start();
+  auto fd = connect_loopback(server->port());
+  const std::string payload = random_bytes(100 * 1024, 7);
+  std::thread writer([&] {
+    send_text(fd.get(), payload);
+    ::shutdown(fd.get(), SHUT_WR);
+  });
+  const std::string echoed = recv_until_eof(fd.get());
+  writer.join();
+  EXPECT_EQ(echoed.size(), payload.size());
+  EXPECT_TRUE(echoed == payload);
+}
+
+TEST_P(Conformance, LineModeQuitSaysByeAndCloses) {
+  auto server = start({"--mode", "line"});
+  auto fd = connect_loopback(server->port());
+  ASSERT_TRUE(send_text(fd.get(), "first\nQuit\nnever echoed\n"));
+  EXPECT_EQ(recv_until_eof(fd.get()), "first\nbye\n");
+}
+
+TEST_P(Conformance, LineModeRejectsOverlongLineAfterEchoingEarlierLines) {
+  auto server = start({"--mode", "line", "--max-line", "16"});
+  auto fd = connect_loopback(server->port());
+  ASSERT_TRUE(send_text(fd.get(), "ok\n" + std::string(16, 'x') + "\n" + std::string(17, 'y') + "\n"));
+  EXPECT_EQ(recv_until_eof(fd.get()),
+            "ok\n" + std::string(16, 'x') + "\nerror: line too long (max 16 bytes)\n");
+}
+
+TEST_P(Conformance, LineModeUpperTransform) {
+  auto server = start({"--mode", "line", "--transform", "upper"});
+  auto fd = connect_loopback(server->port());
+  ASSERT_TRUE(send_text(fd.get(), "Hello, World 42\r\nsecond"));
+  EXPECT_EQ(recv_line(fd.get()), "HELLO, WORLD 42\r\n");
+  ::shutdown(fd.get(), SHUT_WR);  // the unterminated last line is echoed at EOF
+  EXPECT_EQ(recv_until_eof(fd.get()), "SECOND");
+}
+
+TEST_P(Conformance, MaxConnectionsRefusesExtraClientsWithoutHurtingOthers) {
+  auto server = start({"--max-connections", "2"});
+  auto first = connect_loopback(server->port());
+  ASSERT_TRUE(send_text(first.get(), "one"));
+  ASSERT_EQ(recv_exact(first.get(), 3), "one");
+  auto second = connect_loopback(server->port());
+  auto third = connect_loopback(server->port());
+  if (GetParam().serves_concurrently) {
+    ASSERT_TRUE(send_text(second.get(), "two"));
+    ASSERT_EQ(recv_exact(second.get(), 3), "two");
+    const PeerEnd end = wait_for_close(third.get());
+    EXPECT_TRUE(end == PeerEnd::closed || end == PeerEnd::reset) << "third client was not refused";
+    for (int fd : {first.get(), second.get()}) {
+      ASSERT_TRUE(send_text(fd, "still here"));
+      EXPECT_EQ(recv_exact(fd, 10), "still here");
+    }
+  } else {
+    // One at a time: the others wait in the backlog and are served, in order, as each leaves.
+    ASSERT_TRUE(send_text(second.get(), "two"));
+    ASSERT_TRUE(send_text(third.get(), "three"));
+    first.reset();
+    EXPECT_EQ(recv_exact(second.get(), 3), "two");
+    second.reset();
+    EXPECT_EQ(recv_exact(third.get(), 5), "three");
+  }
+}
+
+TEST_P(Conformance, StopDrainsOpenConnectionsThenExitsZero) {
+  // A long drain timeout: the server must exit as soon as its last client leaves, not at the
+  // deadline (the safety timeout below is far shorter than 60 s).
+  auto server = start({"--drain-timeout", "60"});
+  auto fd = connect_loopback(server->port());
+  ASSERT_TRUE(send_text(fd.get(), "before"));
+  ASSERT_EQ(recv_exact(fd.get(), 6), "before");
+  server->signal(SIGTERM);
+  // The accepted connection keeps being served during the drain.
+  ASSERT_TRUE(send_text(fd.get(), "during"));
+  EXPECT_EQ(recv_exact(fd.get(), 6), "during");
+  fd.reset();
+  EXPECT_EQ(server->wait_exit(kSafetyTimeout), 0);
+  const std::string tail = server->remaining_stdout();
+  EXPECT_NE(tail.find("stopped;"), std::string::npos) << tail;
+  EXPECT_NE(tail.find("bytes_in=12 bytes_out=12"), std::string::npos) << tail;
+  EXPECT_NE(tail.find("accepted=1 "), std::string::npos) << tail;
+}
+
+TEST_P(Conformance, StopCutsIdleClientsAtDrainDeadlineAndLeavesNoChildren) {
+  auto server = start({"--drain-timeout", "0.5"});
+  std::vector<unique_fd> clients;
+  for (int i = 0; i < 3; ++i) {
+    clients.push_back(connect_loopback(server->port()));
+    if (GetParam().serves_concurrently || i == 0) {
+      ASSERT_TRUE(send_text(clients.back().get(), "x"));
+      ASSERT_EQ(recv_exact(clients.back().get(), 1), "x");
+    }
+  }
+  const std::vector<pid_t> children = server->child_pids();
+  server->signal(SIGTERM);
+  EXPECT_EQ(server->wait_exit(kSafetyTimeout), 0) << server->stderr_text();
+  const PeerEnd end = wait_for_close(clients.front().get());
+  EXPECT_TRUE(end == PeerEnd::closed || end == PeerEnd::reset);
+  for (pid_t child : children) EXPECT_FALSE(process_exists(child)) << "child " << child << " survived";
+}
+
+TEST_P(Conformance, SecondStopSignalExitsImmediately) {
+  auto server = start({"--drain-timeout", "60"});
+  auto fd = connect_loopback(server->port());
+  ASSERT_TRUE(send_text(fd.get(), "x"));
+  ASSERT_EQ(recv_exact(fd.get(), 1), "x");
+  server->signal(SIGTERM);
+  // Prove the first signal was handled (drain started) before sending the second.
+  ASSERT_TRUE(send_text(fd.get(), "y"));
+  ASSERT_EQ(recv_exact(fd.get(), 1), "y");
+  server->signal(SIGINT);
+  EXPECT_EQ(server->wait_exit(kSafetyTimeout), 1);
+}
+
+INSTANTIATE_TEST_SUITE_P(AllBackends, Conformance, ::testing::ValuesIn(all_backend_cases()),
+                         [](const auto& test_info) { return case_name(test_info.param); });
+
+}  // namespace
+}  // namespace polyecho::test

@@ -1,0 +1,222 @@
+// The sans-IO protocol, tested without any socket: bytes in, bytes and intent out.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cstring>
+#include <string>
+
+#include "polyecho/session.hpp"
+
+namespace polyecho {
+namespace {
+
+// Plays the transport: copies input into the session in chunks of at most `chunk` bytes,
+// "sends" output as soon as there is any, and stops feeding once the session is closing.
+class Harness {
+ public:
+  explicit Harness(ProtocolConfig config) : config_(config), session_(config_) {}
+
+  void feed(std::string_view input, std::size_t chunk = 1 << 30) {
+    while (!input.empty() && !session_.closing()) {
+      auto space = session_.input_space();
+      if (space.empty()) {
+        drain();
+        space = session_.input_space();
+        ASSERT_FALSE(space.empty()) << "no room after draining output";
+      }
+      const std::size_t n = std::min({space.size(), chunk, input.size()});
+      std::memcpy(space.data(), input.data(), n);
+      input.remove_prefix(n);
+      session_.on_received(n);
+      drain();
+    }
+  }
+  void eof() {
+    session_.on_peer_eof();
+    drain();
+  }
+  void drain() {
+    auto out = session_.output();
+    sent_.append(out.data(), out.size());
+    session_.on_sent(out.size());
+  }
+  const std::string& sent() const { return sent_; }
+  Session& session() { return session_; }
+
+ private:
+  ProtocolConfig config_;
+  Session session_;
+  std::string sent_;
+};
+
+ProtocolConfig line_mode(std::size_t max_line = 65536, Transform transform = Transform::none) {
+  ProtocolConfig config;
+  config.mode = Mode::line;
+  config.max_line = max_line;
+  config.transform = transform;
+  return config;
+}
+
+TEST(RawProtocol, EchoesBinaryBytesUnchanged) {
+  Harness h{ProtocolConfig{}};
+  std::string bytes;
+  for (int i = 0; i < 256 * 8; ++i) bytes += static_cast<char>(i);
+  h.feed(bytes);
+  EXPECT_EQ(h.sent(), bytes);
+  EXPECT_FALSE(h.session().closing());
+}
+
+TEST(RawProtocol, EchoesFromTheReadBufferWithoutCopy) {
+  Session session{ProtocolConfig{}};
+  auto space = session.input_space();
+  std::memcpy(space.data(), "abc", 3);
+  session.on_received(3);
+  EXPECT_EQ(session.output().data(), space.data()) << "output must point into the read buffer";
+}
+
+TEST(RawProtocol, HalfCloseFlushesThenFinishes) {
+  Session session{ProtocolConfig{}};
+  auto space = session.input_space();
+  std::memcpy(space.data(), "tail", 4);
+  session.on_received(4);
+  EXPECT_EQ(session.on_peer_eof(), Intent::close_after_flush);
+  EXPECT_TRUE(session.closing());
+  EXPECT_FALSE(session.finished()) << "four bytes are still owed";
+  EXPECT_EQ(std::string(session.output().data(), session.output().size()), "tail");
+  session.on_sent(4);
+  EXPECT_TRUE(session.finished());
+}
+
+TEST(RawProtocol, BackpressureStopsInputAtTheCap) {
+  ProtocolConfig config;
+  config.max_buffer = 4096;
+  Session session{config};
+  std::size_t taken = 0;
+  for (auto space = session.input_space(); !space.empty(); space = session.input_space()) {
+    session.on_received(space.size());
+    taken += space.size();
+  }
+  EXPECT_EQ(taken, 4096u);
+  EXPECT_FALSE(session.wants_input());
+  session.on_sent(1000);
+  EXPECT_TRUE(session.wants_input());
+}
+
+TEST(LineProtocol, EchoesManyLinesFromOneRead) {
+  Harness h{line_mode()};
+  h.feed("one\ntwo\r\nthree\n");
+  EXPECT_EQ(h.sent(), "one\ntwo\r\nthree\n");
+}
+
+TEST(LineProtocol, SameResultForEverySplitPoint) {
+  const std::string input = "alpha\r\nbeta\n\ngamma delta\nquit\nafter\n";
+  const std::string expected = "alpha\r\nbeta\n\ngamma delta\nbye\n";
+  for (std::size_t split = 0; split <= input.size(); ++split) {
+    Harness h{line_mode()};
+    h.feed(std::string_view(input).substr(0, split));
+    h.feed(std::string_view(input).substr(split));
+    EXPECT_EQ(h.sent(), expected) << "split at " << split;
+    EXPECT_TRUE(h.session().finished());
+  }
+}
+
+TEST(LineProtocol, ByteAtATime) {
+  Harness h{line_mode(65536, Transform::upper)};
+  h.feed("mixed Case\nline two\n", 1);
+  EXPECT_EQ(h.sent(), "MIXED CASE\nLINE TWO\n");
+}
+
+TEST(LineProtocol, HoldsAnIncompleteLineUntilItsLf) {
+  Harness h{line_mode()};
+  h.feed("partial");
+  EXPECT_EQ(h.sent(), "");
+  h.feed(" line\n");
+  EXPECT_EQ(h.sent(), "partial line\n");
+}
+
+TEST(LineProtocol, QuitInAnyCaseSaysBye) {
+  for (const char* quit : {"quit\n", "QUIT\n", "q\n", "Q\r\n", "qUiT\r\n"}) {
+    Harness h{line_mode()};
+    h.feed(std::string("hello\n") + quit + "more\n");
+    EXPECT_EQ(h.sent(), "hello\nbye\n") << quit;
+    EXPECT_TRUE(h.session().finished());
+  }
+  Harness not_quit{line_mode()};
+  not_quit.feed("quitter\nq uit\n");
+  EXPECT_EQ(not_quit.sent(), "quitter\nq uit\n");
+}
+
+TEST(LineProtocol, LineAtTheLimitPassesAndOneMoreFails) {
+  Harness at_limit{line_mode(8)};
+  at_limit.feed("12345678\r\n12345678\n");
+  EXPECT_EQ(at_limit.sent(), "12345678\r\n12345678\n");
+  EXPECT_FALSE(at_limit.session().closing());
+
+  Harness over{line_mode(8)};
+  over.feed("ok\n123456789\nnext\n");
+  EXPECT_EQ(over.sent(), "ok\nerror: line too long (max 8 bytes)\n");
+  EXPECT_TRUE(over.session().finished());
+}
+
+TEST(LineProtocol, OverlongLineDetectedBeforeItsLfArrives) {
+  Harness h{line_mode(8)};
+  h.feed("abc\n123456789");  // no LF yet, already too long
+  EXPECT_EQ(h.sent(), "abc\nerror: line too long (max 8 bytes)\n");
+  EXPECT_TRUE(h.session().closing());
+}
+
+TEST(LineProtocol, CrAtTheLimitWaitsForItsLf) {
+  Harness h{line_mode(8)};
+  h.feed("12345678\r");
+  EXPECT_FALSE(h.session().closing());
+  h.feed("\n");
+  EXPECT_EQ(h.sent(), "12345678\r\n");
+}
+
+TEST(LineProtocol, DefaultLimitWithHugeLineByteAtATimeStaysBounded) {
+  Harness h{line_mode()};
+  const std::string big(65537, 'z');
+  h.feed(big, 4096);
+  EXPECT_EQ(h.sent(), "error: line too long (max 65536 bytes)\n");
+  EXPECT_LE(h.session().buffer_allocated(), 2u << 20);
+}
+
+TEST(LineProtocol, BinaryAndNulBytesInsideLines) {
+  Harness h{line_mode()};
+  const std::string line("a\0b\xff\xfe\n", 6);
+  h.feed(line);
+  EXPECT_EQ(h.sent(), line);
+}
+
+TEST(LineProtocol, HalfCloseEchoesTheUnterminatedLastLine) {
+  Harness h{line_mode(65536, Transform::upper)};
+  h.feed("done\nlast words");
+  h.eof();
+  EXPECT_EQ(h.sent(), "DONE\nLAST WORDS");
+  EXPECT_TRUE(h.session().finished());
+}
+
+TEST(LineProtocol, UpperLeavesNonAsciiAlone) {
+  Harness h{line_mode(65536, Transform::upper)};
+  h.feed("caf\xc3\xa9 abc\n");
+  EXPECT_EQ(h.sent(), "CAF\xc3\xa9 ABC\n");
+}
+
+TEST(LineProtocol, ManyTinyLinesInOneWrite) {
+  Harness h{line_mode()};
+  std::string input;
+  for (int i = 0; i < 100000; ++i) input += "x\n";
+  h.feed(input);
+  EXPECT_EQ(h.sent(), input);
+}
+
+TEST(ProtocolNames, ParseAndPrint) {
+  EXPECT_EQ(parse_mode("line"), Mode::line);
+  EXPECT_EQ(parse_mode("LINE"), std::nullopt);
+  EXPECT_EQ(parse_transform("upper"), Transform::upper);
+  EXPECT_EQ(to_string(Mode::raw), "raw");
+  EXPECT_EQ(find_line_end("ab\ncd"), 2u);
+}
+
+}  // namespace
+}  // namespace polyecho

@@ -1,0 +1,75 @@
+#include "support/backend_cases.hpp"
+
+#include <cstdio>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <stdexcept>
+
+#include "support/server_process.hpp"
+
+namespace polyecho::test {
+
+std::vector<std::string> BackendCase::args(const std::vector<std::string>& extra) const {
+  std::vector<std::string> all{"--backend", backend};
+  all.insert(all.end(), flags.begin(), flags.end());
+  all.insert(all.end(), extra.begin(), extra.end());
+  return all;
+}
+
+namespace {
+
+std::string run_and_capture(const std::string& command) {
+  std::unique_ptr<FILE, int (*)(FILE*)> pipe(::popen(command.c_str(), "r"), ::pclose);
+  if (!pipe) throw std::runtime_error("popen failed: " + command);
+  std::string text;
+  char chunk[4096];
+  std::size_t n;
+  while ((n = std::fread(chunk, 1, sizeof chunk, pipe.get())) > 0) text.append(chunk, n);
+  return text;
+}
+
+std::string sanitize(const std::string& text) {
+  std::string name;
+  for (char c : text) {
+    if (std::isalnum(static_cast<unsigned char>(c))) name += c;
+    else if (!name.empty() && name.back() != '_') name += '_';
+  }
+  while (!name.empty() && name.back() == '_') name.pop_back();
+  return name;
+}
+
+std::vector<BackendCase> discover() {
+  const auto listing = nlohmann::json::parse(run_and_capture(server_binary() + " --list-backends --json"));
+  std::vector<BackendCase> cases;
+  for (const auto& entry : listing) {
+    std::vector<std::string> variants{""};
+    for (const auto& v : entry.at("variants")) variants.push_back(v.get<std::string>());
+    for (const auto& variant : variants) {
+      BackendCase c;
+      c.backend = entry.at("name").get<std::string>();
+      c.serves_concurrently = entry.at("serves_concurrently").get<bool>();
+      c.uses_workers = entry.at("uses_workers").get<bool>();
+      std::istringstream words(variant);
+      std::string word;
+      while (words >> word) c.flags.push_back(word);
+      c.label = sanitize(c.backend + " " + variant);
+      cases.push_back(std::move(c));
+    }
+  }
+  if (cases.empty()) throw std::runtime_error("the server lists no backends");
+  return cases;
+}
+
+}  // namespace
+
+const std::vector<BackendCase>& all_backend_cases() {
+  static const std::vector<BackendCase> cases = discover();
+  return cases;
+}
+
+std::string case_name(const BackendCase& c) { return c.label; }
+
+void PrintTo(const BackendCase& c, std::ostream* out) { *out << c.label; }
+
+}  // namespace polyecho::test

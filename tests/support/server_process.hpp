@@ -1,0 +1,76 @@
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace polyecho::test {
+
+// Safety net for every wait in the tests. Nothing sleeps to synchronise: tests wait for the
+// "listening on" line, for bytes, for EOF or for process exit, and this only bounds the wait.
+inline constexpr std::chrono::seconds kSafetyTimeout{15};
+
+std::string server_binary();
+std::string client_binary();
+
+// A polyecho-server child process started for one test. Its stdout is a pipe (the first line
+// tells the port); its stderr goes to a temporary file the test can read. The destructor
+// SIGKILLs and reaps it if the test did not stop it, so no test leaks a server.
+class ServerProcess {
+ public:
+  struct Options {
+    // Prefix the command with `prlimit --nofile=N:N` (EMFILE tests).
+    std::optional<int> nofile_limit;
+  };
+
+  // Starts `polyecho-server --port 0 ARGS...` and waits for its "listening on" line.
+  // Fails the current test (ADD_FAILURE) and returns nullptr if it never comes.
+  static std::unique_ptr<ServerProcess> start(const std::vector<std::string>& args, Options options);
+  static std::unique_ptr<ServerProcess> start(const std::vector<std::string>& args) {
+    return start(args, Options{});
+  }
+  // Runs the server to completion without expecting it to listen (bad flags, busy port).
+  // Returns {exit status, stderr}.
+  static std::pair<int, std::string> run_to_exit(const std::vector<std::string>& args);
+
+  ~ServerProcess();
+  ServerProcess(const ServerProcess&) = delete;
+  ServerProcess& operator=(const ServerProcess&) = delete;
+
+  [[nodiscard]] std::uint16_t port() const { return port_; }
+  [[nodiscard]] pid_t pid() const { return pid_; }
+  [[nodiscard]] const std::string& listening_line() const { return listening_line_; }
+
+  void signal(int signal_number) const;
+  // Waits for the process to exit; returns its exit code (128+N when killed by signal N), or
+  // nullopt when it is still running after `timeout`.
+  std::optional<int> wait_exit(std::chrono::milliseconds timeout);
+  // Everything the server wrote to stdout after the listening line (read after it exited).
+  std::string remaining_stdout();
+  std::string stderr_text() const;
+  // PIDs whose parent is this server (fork/prefork children), read from /proc.
+  [[nodiscard]] std::vector<pid_t> child_pids() const;
+  // Sum of utime+stime of the server (and its children, when `with_children`) in seconds.
+  [[nodiscard]] double cpu_seconds() const;
+  // Resident set size of the server process in KiB.
+  [[nodiscard]] long rss_kib() const;
+
+ private:
+  ServerProcess() = default;
+  pid_t pid_ = -1;
+  int pidfd_ = -1;
+  int stdout_fd_ = -1;
+  std::string stderr_path_;
+  std::string listening_line_;
+  std::uint16_t port_ = 0;
+  std::optional<int> exit_code_;
+};
+
+bool process_exists(pid_t pid);
+
+}  // namespace polyecho::test

@@ -1,0 +1,80 @@
+#include "support/test_socket.hpp"
+
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <random>
+
+#include "polyecho/endpoint.hpp"
+#include "polyecho/socket_ops.hpp"
+#include "support/server_process.hpp"
+
+namespace polyecho::test {
+
+unique_fd connect_loopback(std::uint16_t port, const char* host) {
+  unique_fd fd = connect_to(resolve_endpoint(host, port));
+  set_io_timeout(fd.get(), kSafetyTimeout);
+  return fd;
+}
+
+bool send_text(int fd, std::string_view bytes) { return send_all(fd, {bytes.data(), bytes.size()}) == 0; }
+
+std::string recv_exact(int fd, std::size_t n) {
+  std::string data(n, '\0');
+  std::size_t got = 0;
+  while (got < n) {
+    const IoResult r = read_some(fd, {data.data() + got, n - got});
+    if (r.bytes <= 0) break;
+    got += static_cast<std::size_t>(r.bytes);
+  }
+  data.resize(got);
+  return data;
+}
+
+std::string recv_line(int fd) {
+  std::string line;
+  char c;
+  while (read_some(fd, {&c, 1}).bytes == 1) {
+    line += c;
+    if (c == '\n') break;
+  }
+  return line;
+}
+
+std::string recv_until_eof(int fd) {
+  std::string data;
+  char chunk[64 * 1024];
+  for (;;) {
+    const IoResult r = read_some(fd, chunk);
+    if (r.bytes <= 0) break;
+    data.append(chunk, static_cast<std::size_t>(r.bytes));
+  }
+  return data;
+}
+
+PeerEnd wait_for_close(int fd) {
+  char c;
+  const IoResult r = read_some(fd, {&c, 1});
+  if (r.eof()) return PeerEnd::closed;
+  if (r.bytes > 0) return PeerEnd::data;
+  if (r.error == ECONNRESET || r.error == EPIPE) return PeerEnd::reset;
+  return PeerEnd::timed_out;
+}
+
+std::string random_bytes(std::size_t n, std::uint32_t seed) {
+  std::mt19937 engine(seed);
+  std::string data(n, '\0');
+  for (auto& c : data) c = static_cast<char>(engine() & 0xff);
+  return data;
+}
+
+std::uint64_t fnv1a(std::string_view bytes) {
+  std::uint64_t hash = 1469598103934665603ULL;
+  for (unsigned char c : bytes) {
+    hash ^= c;
+    hash *= 1099511628211ULL;
+  }
+  return hash;
+}
+
+}  // namespace polyecho::test

@@ -1,0 +1,32 @@
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "polyecho/unique_fd.hpp"
+
+namespace polyecho::test {
+
+// A blocking loopback client socket with the suite's safety timeout on every read and write.
+unique_fd connect_loopback(std::uint16_t port, const char* host = "127.0.0.1");
+
+// Sends everything; returns false if the peer failed.
+bool send_text(int fd, std::string_view bytes);
+// Reads until `n` bytes arrived, EOF, an error or the safety timeout; returns what came.
+std::string recv_exact(int fd, std::size_t n);
+// Reads until a LF (included) or EOF/error/timeout.
+std::string recv_line(int fd);
+// Reads everything until EOF (or error/timeout).
+std::string recv_until_eof(int fd);
+
+enum class PeerEnd { closed, reset, timed_out, data };
+// Waits for the server to end the connection: orderly EOF, a reset, or (failure) data/timeout.
+PeerEnd wait_for_close(int fd);
+
+// Random bytes, deterministic per seed.
+std::string random_bytes(std::size_t n, std::uint32_t seed);
+// 64-bit FNV-1a, for comparing large payloads without printing them.
+std::uint64_t fnv1a(std::string_view bytes);
+
+}  // namespace polyecho::test
