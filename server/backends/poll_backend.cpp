@@ -1,0 +1,24 @@
+// poll: the shared Reactor on poll(2). No FD_SETSIZE ceiling, but every wait copies and scans
+// the whole pollfd array: O(connections) per wakeup however few are ready.
+#include "core/reactor.hpp"
+
+namespace polyecho {
+namespace {
+
+class PollBackend final : public Backend {
+ public:
+  int run(ServerContext& context) override { return run_reactors(context, 1, make_poll_poller); }
+};
+
+const BackendRegistrar kRegistrar{BackendInfo{
+    .name = "poll",
+    .description = "one reactor thread on poll(2); no fd ceiling, O(connections) per wakeup",
+    .uses_workers = false,
+    .serves_concurrently = true,
+    .default_rank = 4,
+    .variants = {},
+    .create = [](const ServerConfig&) { return std::make_unique<PollBackend>(); },
+}};
+
+}  // namespace
+}  // namespace polyecho

@@ -1,0 +1,59 @@
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string_view>
+#include <vector>
+
+namespace polyecho {
+
+// What a caller wants to hear about, and what the kernel reported. `error` covers POLLERR,
+// POLLHUP and their select/epoll equivalents; it is only ever reported, never asked for.
+enum Readiness : std::uint32_t {
+  kReadable = 1u << 0,
+  kWritable = 1u << 1,
+  kError = 1u << 2,
+};
+
+struct ReadyEvent {
+  int fd;
+  std::uint32_t events;  // Readiness bits
+};
+
+// The narrow seam between a reactor and the kernel's readiness API (the `ae_*.c` shape):
+// register interest per fd, then wait() turns the kernel's answer into a list of
+// {fd, events}. A multiplexer knows nothing about protocols, buffers or connections.
+//
+// Does not own the fds it watches: the caller removes an fd before closing it.
+// Not thread-safe: one multiplexer per loop thread (the epoll one is reused by the fiber
+// scheduler, which also runs on one thread).
+class Multiplexer {
+ public:
+  virtual ~Multiplexer() = default;
+
+  // False when this multiplexer cannot watch `fd` at all (select: fd >= FD_SETSIZE); the
+  // caller must then refuse the connection. Setup failures of the kernel object throw.
+  [[nodiscard]] virtual bool add(int fd, std::uint32_t interest) = 0;
+  virtual void modify(int fd, std::uint32_t interest) = 0;
+  virtual void remove(int fd) = 0;
+  // Replaces `ready` with the fds that became ready, waiting at most `timeout_ms`
+  // (-1: no limit). EINTR returns an empty list. Reuses `ready`'s capacity.
+  virtual void wait(std::vector<ReadyEvent>& ready, int timeout_ms) = 0;
+  // Called by the loop after dispatching a batch: `progressed` tells whether any event moved
+  // bytes or accepted a connection. Only the kernel-less `nbpoll` poller uses it (back-off).
+  virtual void after_dispatch(bool progressed) { (void)progressed; }
+  // With edge-triggered readiness, handlers must read/accept until EAGAIN.
+  [[nodiscard]] virtual bool edge_triggered() const noexcept { return false; }
+  [[nodiscard]] virtual std::string_view name() const noexcept = 0;
+};
+
+// One small file each: select_poller.cpp, poll_poller.cpp, epoll_poller.cpp, spin_poller.cpp.
+[[nodiscard]] std::unique_ptr<Multiplexer> make_select_poller();
+[[nodiscard]] std::unique_ptr<Multiplexer> make_poll_poller();
+// Throws std::system_error naming epoll_create1 when epoll is unavailable.
+[[nodiscard]] std::unique_ptr<Multiplexer> make_epoll_poller(bool edge_triggered);
+// Asks the kernel nothing: reports every watched fd as ready for what it asked and lets the
+// non-blocking syscalls answer EAGAIN. Sleeps with a growing back-off after a fruitless pass.
+[[nodiscard]] std::unique_ptr<Multiplexer> make_spin_poller();
+
+}  // namespace polyecho

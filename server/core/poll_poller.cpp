@@ -1,0 +1,76 @@
+// poll(2) behind the Multiplexer seam. No FD_SETSIZE ceiling (the array grows with the number
+// of watched fds), but like select every wait copies the whole array into the kernel and the
+// answer is found by scanning it: O(watched fds) per wakeup, however few are ready.
+#include <poll.h>
+
+#include <cerrno>
+
+#include "core/multiplexer.hpp"
+#include "polyecho/socket_ops.hpp"
+
+namespace polyecho {
+namespace {
+
+short to_poll(std::uint32_t interest) {
+  return static_cast<short>(((interest & kReadable) ? POLLIN : 0) |
+                            ((interest & kWritable) ? POLLOUT : 0));
+}
+
+class PollPoller final : public Multiplexer {
+ public:
+  bool add(int fd, std::uint32_t interest) override {
+    const auto slot = static_cast<std::size_t>(fd);
+    if (slot >= index_.size()) index_.resize(slot + 1, kNone);
+    index_[slot] = fds_.size();
+    fds_.push_back({fd, to_poll(interest), 0});
+    return true;
+  }
+
+  void modify(int fd, std::uint32_t interest) override {
+    fds_[index_[static_cast<std::size_t>(fd)]].events = to_poll(interest);
+  }
+
+  void remove(int fd) override {
+    // Swap-with-last keeps the array dense so poll() never walks holes.
+    const std::size_t at = index_[static_cast<std::size_t>(fd)];
+    index_[static_cast<std::size_t>(fd)] = kNone;
+    if (at + 1 != fds_.size()) {
+      fds_[at] = fds_.back();
+      index_[static_cast<std::size_t>(fds_[at].fd)] = at;
+    }
+    fds_.pop_back();
+  }
+
+  void wait(std::vector<ReadyEvent>& ready, int timeout_ms) override {
+    ready.clear();
+    const int n = ::poll(fds_.data(), fds_.size(), timeout_ms);
+    if (n < 0) {
+      if (errno == EINTR) return;
+      throw_errno("poll");
+    }
+    for (const pollfd& p : fds_) {
+      if (static_cast<int>(ready.size()) == n) break;
+      if (p.revents == 0) continue;
+      std::uint32_t events = 0;
+      if (p.revents & POLLIN) events |= kReadable;
+      if (p.revents & POLLOUT) events |= kWritable;
+      if (p.revents & (POLLERR | POLLHUP | POLLNVAL)) events |= kError;
+      ready.push_back({p.fd, events});
+    }
+  }
+
+  std::string_view name() const noexcept override { return "poll"; }
+
+ private:
+  static constexpr std::size_t kNone = static_cast<std::size_t>(-1);
+  std::vector<pollfd> fds_;         // what poll() gets, dense
+  std::vector<std::size_t> index_;  // fd -> position in fds_; grows with the highest fd
+};
+
+}  // namespace
+
+std::unique_ptr<Multiplexer> make_poll_poller() {
+  return std::make_unique<PollPoller>();
+}
+
+}  // namespace polyecho

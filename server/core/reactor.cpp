@@ -1,0 +1,227 @@
+#include "core/reactor.hpp"
+
+#include <signal.h>
+#include <spdlog/spdlog.h>
+#include <sys/select.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <optional>
+#include <thread>
+
+#include "core/accept_loop.hpp"
+#include "core/blocking_connection.hpp"
+#include "polyecho/stop_signal.hpp"
+
+namespace polyecho {
+
+namespace {
+// While even the Acceptor's reserve fd cannot be had, look at the listener again this often:
+// rare enough to cost nothing, soon enough that service resumes once a connection closes.
+constexpr std::chrono::milliseconds kAcceptBackoff{50};
+}  // namespace
+
+Reactor::Reactor(const ServerConfig& config, Stats& stats, unique_fd listener,
+                 std::unique_ptr<Multiplexer> multiplexer)
+    : config_(config),
+      stats_(stats),
+      listener_(std::move(listener)),
+      multiplexer_(std::move(multiplexer)),
+      acceptor_(listener_.get(), stats) {
+  // Non-blocking: a peer that resets between readiness and accept() must not hang the loop,
+  // and draining the backlog ends on EAGAIN.
+  set_nonblocking(listener_.get());
+  if (!multiplexer_->add(stop_signal::stop_fd(), kReadable) ||
+      !multiplexer_->add(listener_.get(), kReadable)) {
+    throw std::runtime_error("the multiplexer cannot watch the listener");
+  }
+}
+
+void Reactor::run() {
+  while (!stopping_ || !by_activity_.empty()) {
+    multiplexer_->wait(ready_, next_timeout_ms());
+    now_ = Clock::now();
+    progressed_ = false;
+    for (const ReadyEvent& event : ready_) dispatch(event);
+    multiplexer_->after_dispatch(progressed_);
+    // A signal may land while we wait (EINTR, empty list) before the stop fd is reported.
+    if (!stopping_ && stop_signal::requested()) begin_stop();
+    expire_timers();
+  }
+}
+
+void Reactor::dispatch(const ReadyEvent& event) {
+  if (event.fd == stop_signal::stop_fd()) {
+    if (stop_signal::requested()) begin_stop();  // nbpoll reports it every pass
+    return;
+  }
+  if (event.fd == listener_.get()) {
+    if (!stopping_) progressed_ |= accept_ready();
+    return;
+  }
+  const auto slot = static_cast<std::size_t>(event.fd);
+  // A connection closed earlier in this batch leaves a stale event; its fd may even have been
+  // reused by a connection accepted since. Spurious readiness is harmless: IO says EAGAIN.
+  if (slot >= by_fd_.size() || by_fd_[slot] == by_activity_.end()) return;
+  const auto entry = by_fd_[slot];
+  const auto outcome = entry->connection.on_ready(event.events, multiplexer_->edge_triggered());
+  if (outcome.interest == 0) {
+    close(entry);
+    progressed_ = true;
+    return;
+  }
+  if (outcome.progressed) {
+    progressed_ = true;
+    entry->last_active = now_;
+    by_activity_.splice(by_activity_.end(), by_activity_, entry);
+  }
+  if (outcome.interest != entry->interest) {
+    multiplexer_->modify(event.fd, outcome.interest);
+    entry->interest = outcome.interest;
+  }
+}
+
+// Drains the backlog (which edge-triggered readiness requires anyway).
+bool Reactor::accept_ready() {
+  bool progressed = false;
+  for (;;) {
+    auto result = acceptor_.accept_one(/*nonblocking=*/true);
+    switch (result.status) {
+      case Acceptor::Status::accepted:
+        open(std::move(result.fd));
+        progressed = true;
+        continue;
+      case Acceptor::Status::shed:
+        progressed = true;
+        continue;
+      case Acceptor::Status::would_block:
+      case Acceptor::Status::stopped:
+        return progressed;
+      case Acceptor::Status::failed:
+        spdlog::error("accept: {}", std::strerror(result.error));
+        [[fallthrough]];  // unknown trouble: back off rather than spin
+      case Acceptor::Status::exhausted:
+        multiplexer_->remove(listener_.get());
+        accept_paused_ = true;
+        accept_resume_ = now_ + kAcceptBackoff;
+        return progressed;
+    }
+  }
+}
+
+void Reactor::open(unique_fd fd) {
+  if (!claim_active_slot(stats_, config_.max_connections)) {
+    reject_connection(std::move(fd), stats_);
+    return;
+  }
+  try {
+    prepare_connection(fd.get(), config_, /*blocking=*/false);
+  } catch (const std::system_error& e) {
+    spdlog::debug("connection setup failed: {}", e.what());  // the peer is already gone
+    release_active_slot(stats_);
+    reject_connection(std::move(fd), stats_);
+    return;
+  }
+  if (!multiplexer_->add(fd.get(), ReactorConnection::kInitialInterest)) {
+    // Only select says no: its fd_set holds fds below FD_SETSIZE.
+    spdlog::warn("{}: cannot watch fd {} (FD_SETSIZE is {}); refusing the connection",
+                 multiplexer_->name(), fd.get(), FD_SETSIZE);
+    release_active_slot(stats_);
+    reject_connection(std::move(fd), stats_);
+    return;
+  }
+  const auto slot = static_cast<std::size_t>(fd.get());
+  if (slot >= by_fd_.size())
+    by_fd_.resize(std::max(slot + 1, by_fd_.size() * 2), by_activity_.end());
+  by_activity_.emplace_back(std::move(fd), config_, stats_, now_);
+  by_fd_[slot] = std::prev(by_activity_.end());
+}
+
+void Reactor::close(EntryList::iterator entry) {
+  const int fd = entry->connection.fd();
+  multiplexer_->remove(fd);  // before close(): the multiplexer must never see a dead fd
+  by_fd_[static_cast<std::size_t>(fd)] = by_activity_.end();
+  by_activity_.erase(entry);  // closes the socket, returns its slot, adds its counters
+}
+
+void Reactor::begin_stop() {
+  if (stopping_) return;
+  stopping_ = true;
+  // The stop fd stays readable forever: stop watching it or a level-triggered loop spins.
+  multiplexer_->remove(stop_signal::stop_fd());
+  if (!accept_paused_) multiplexer_->remove(listener_.get());
+  accept_paused_ = false;
+  listener_.reset();  // the kernel now refuses new connections on this socket
+  drain_deadline_ = Clock::now() + config_.drain_timeout;
+}
+
+void Reactor::expire_timers() {
+  if (accept_paused_ && now_ >= accept_resume_) {
+    accept_paused_ = false;
+    [[maybe_unused]] const bool added = multiplexer_->add(listener_.get(), kReadable);
+  }
+  if (config_.idle_timeout.count() > 0) {
+    while (!by_activity_.empty() &&
+           now_ - by_activity_.front().last_active >= config_.idle_timeout) {
+      spdlog::debug("closing idle connection fd {}", by_activity_.front().connection.fd());
+      close(by_activity_.begin());
+    }
+  }
+  if (stopping_ && now_ >= drain_deadline_) {
+    while (!by_activity_.empty()) close(by_activity_.begin());
+  }
+}
+
+int Reactor::next_timeout_ms() const {
+  std::optional<Clock::time_point> next;
+  const auto consider = [&](Clock::time_point t) { next = next ? std::min(*next, t) : t; };
+  if (accept_paused_) consider(accept_resume_);
+  if (config_.idle_timeout.count() > 0 && !by_activity_.empty()) {
+    consider(by_activity_.front().last_active + config_.idle_timeout);
+  }
+  if (stopping_) consider(drain_deadline_);
+  if (!next) return -1;
+  const auto left = std::chrono::ceil<std::chrono::milliseconds>(*next - Clock::now());
+  return static_cast<int>(std::max<std::chrono::milliseconds::rep>(left.count(), 0));
+}
+
+int run_reactors(ServerContext& context, unsigned workers,
+                 const std::function<std::unique_ptr<Multiplexer>()>& make_multiplexer) {
+  workers = std::max(workers, 1u);
+  // Everything that can fail at setup fails here, on the calling thread, before any thread.
+  std::vector<std::unique_ptr<Reactor>> reactors;
+  reactors.push_back(std::make_unique<Reactor>(context.config, context.stats,
+                                               std::move(context.listener), make_multiplexer()));
+  const ListenerOptions sibling{
+      .backlog = context.config.backlog, .reuse_port = true, .nonblocking = true};
+  for (unsigned i = 1; i < workers; ++i) {
+    reactors.push_back(std::make_unique<Reactor>(
+        context.config, context.stats, make_listener(context.bound, sibling), make_multiplexer()));
+  }
+  std::atomic<int> exit_code{0};
+  const auto run_one = [&exit_code](Reactor& reactor) {
+    try {
+      reactor.run();
+    } catch (const std::exception& e) {
+      spdlog::error("reactor failed: {}", e.what());
+      exit_code = 1;
+      stop_signal::request();  // the others drain and stop too
+    }
+  };
+  std::vector<std::jthread> threads;
+  {
+    // Helpers inherit a mask that blocks SIGINT/SIGTERM, so signals land on this thread; the
+    // sticky stop fd then wakes every reactor.
+    sigset_t saved;
+    ::pthread_sigmask(SIG_SETMASK, nullptr, &saved);
+    stop_signal::block_in_this_thread();
+    for (unsigned i = 1; i < workers; ++i) threads.emplace_back([&, i] { run_one(*reactors[i]); });
+    ::pthread_sigmask(SIG_SETMASK, &saved, nullptr);
+  }
+  run_one(*reactors[0]);
+  threads.clear();  // joins
+  return exit_code;
+}
+
+}  // namespace polyecho
