@@ -46,7 +46,8 @@ Acceptor::Result Acceptor::accept_one(bool nonblocking) {
 }
 
 Acceptor::Result Acceptor::shed_one(int error) {
-  if (shed_in_burst_ == 0) {
+  if (!in_burst_) {
+    in_burst_ = true;  // `exhausted` retries must not log again: once per burst
     spdlog::warn("accept: {}; shedding new connections until descriptors free up", std::strerror(error));
   }
   if (!reserve_) {
@@ -64,9 +65,10 @@ Acceptor::Result Acceptor::shed_one(int error) {
 }
 
 void Acceptor::end_burst() {
-  if (shed_in_burst_ > 0) {
+  if (in_burst_) {
     spdlog::warn("accept: descriptors available again; shed {} connection(s)", shed_in_burst_);
     shed_in_burst_ = 0;
+    in_burst_ = false;
   }
 }
 
