@@ -6,11 +6,24 @@
 
 #include <cerrno>
 #include <cstring>
+#include <mutex>
 
 namespace polyecho {
 
 namespace {
-unique_fd open_reserve() { return unique_fd(::open("/dev/null", O_RDONLY | O_CLOEXEC)); }
+// Several Acceptors in one process (epoll --workers N) share one descriptor table. Without
+// this lock, the descriptor one thread frees from its reserve to shed a connection can be
+// taken by another thread's accept4(), and that reserve is lost for good: later connections
+// then wait in the backlog instead of being shed. Held around accept4() only (never around
+// connection IO), and uncontended with a single accepting thread.
+std::mutex& descriptor_mutex() {
+  static std::mutex mutex;
+  return mutex;
+}
+
+unique_fd open_reserve() {
+  return unique_fd(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+}
 }  // namespace
 
 Acceptor::Acceptor(int listen_fd, Stats& stats)
@@ -18,6 +31,7 @@ Acceptor::Acceptor(int listen_fd, Stats& stats)
 
 Acceptor::Result Acceptor::accept_one(bool nonblocking) {
   const int flags = SOCK_CLOEXEC | (nonblocking ? SOCK_NONBLOCK : 0);
+  const std::lock_guard lock(descriptor_mutex());
   for (;;) {
     int fd = ::accept4(listen_fd_, nullptr, nullptr, flags);
     if (fd >= 0) {
@@ -48,7 +62,8 @@ Acceptor::Result Acceptor::accept_one(bool nonblocking) {
 Acceptor::Result Acceptor::shed_one(int error) {
   if (!in_burst_) {
     in_burst_ = true;  // `exhausted` retries must not log again: once per burst
-    spdlog::warn("accept: {}; shedding new connections until descriptors free up", std::strerror(error));
+    spdlog::warn("accept: {}; shedding new connections until descriptors free up",
+                 std::strerror(error));
   }
   if (!reserve_) {
     reserve_ = open_reserve();  // maybe descriptors came back since last time
@@ -56,9 +71,18 @@ Acceptor::Result Acceptor::shed_one(int error) {
   }
   reserve_.reset();
   unique_fd victim(::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC));
+  const bool got_victim = static_cast<bool>(victim);
+  const int accept_errno = got_victim ? 0 : errno;
+  // Close the victim BEFORE reopening the reserve: it holds the reserve's descriptor slot, so
+  // reopening first fails, the reserve is lost for good and every later connection waits in
+  // the backlog instead of being shed. The peer sees an orderly close.
+  victim.reset();
   reserve_ = open_reserve();
-  if (!victim) return {Status::exhausted, {}, error};
-  victim.reset();  // the peer sees an orderly close instead of hanging in our backlog
+  if (!got_victim) {
+    // EAGAIN: someone else took the pending connection; nothing shed, nothing exhausted.
+    if (accept_errno == EAGAIN || accept_errno == EWOULDBLOCK) return {Status::would_block, {}};
+    return {Status::exhausted, {}, error};
+  }
   ++shed_in_burst_;
   stats_.rejected.fetch_add(1, std::memory_order_relaxed);
   return {Status::shed, {}, error};
