@@ -5,6 +5,7 @@
 
 #include <cerrno>
 
+#include "core/dense_fd_table.hpp"
 #include "core/multiplexer.hpp"
 #include "polyecho/socket_ops.hpp"
 
@@ -19,36 +20,21 @@ short to_poll(std::uint32_t interest) {
 class PollPoller final : public Multiplexer {
  public:
   bool add(int fd, std::uint32_t interest) override {
-    const auto slot = static_cast<std::size_t>(fd);
-    if (slot >= index_.size()) index_.resize(slot + 1, kNone);
-    index_[slot] = fds_.size();
-    fds_.push_back({fd, to_poll(interest), 0});
+    fds_.insert({fd, to_poll(interest), 0});
     return true;
   }
-
-  void modify(int fd, std::uint32_t interest) override {
-    fds_[index_[static_cast<std::size_t>(fd)]].events = to_poll(interest);
-  }
-
-  void remove(int fd) override {
-    // Swap-with-last keeps the array dense so poll() never walks holes.
-    const std::size_t at = index_[static_cast<std::size_t>(fd)];
-    index_[static_cast<std::size_t>(fd)] = kNone;
-    if (at + 1 != fds_.size()) {
-      fds_[at] = fds_.back();
-      index_[static_cast<std::size_t>(fds_[at].fd)] = at;
-    }
-    fds_.pop_back();
-  }
+  void modify(int fd, std::uint32_t interest) override { fds_.at(fd).events = to_poll(interest); }
+  void remove(int fd) override { fds_.erase(fd); }
 
   void wait(std::vector<ReadyEvent>& ready, int timeout_ms) override {
     ready.clear();
-    const int n = ::poll(fds_.data(), fds_.size(), timeout_ms);
+    auto& fds = fds_.records();
+    const int n = ::poll(fds.data(), fds.size(), timeout_ms);
     if (n < 0) {
       if (errno == EINTR) return;
       throw_errno("poll");
     }
-    for (const pollfd& p : fds_) {
+    for (const pollfd& p : fds) {
       if (static_cast<int>(ready.size()) == n) break;
       if (p.revents == 0) continue;
       std::uint32_t events = 0;
@@ -62,9 +48,7 @@ class PollPoller final : public Multiplexer {
   std::string_view name() const noexcept override { return "poll"; }
 
  private:
-  static constexpr std::size_t kNone = static_cast<std::size_t>(-1);
-  std::vector<pollfd> fds_;         // what poll() gets, dense
-  std::vector<std::size_t> index_;  // fd -> position in fds_; grows with the highest fd
+  DenseFdTable<pollfd> fds_;  // what poll() gets: dense, so it never walks holes
 };
 
 }  // namespace

@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <chrono>
 
+#include "core/dense_fd_table.hpp"
 #include "core/multiplexer.hpp"
 
 namespace polyecho {
@@ -25,26 +26,11 @@ constexpr microseconds kMaxBackoff{4000};
 class SpinPoller final : public Multiplexer {
  public:
   bool add(int fd, std::uint32_t interest) override {
-    const auto slot = static_cast<std::size_t>(fd);
-    if (slot >= index_.size()) index_.resize(slot + 1, kNone);
-    index_[slot] = watched_.size();
-    watched_.push_back({fd, interest});
+    watched_.insert({fd, interest});
     return true;
   }
-
-  void modify(int fd, std::uint32_t interest) override {
-    watched_[index_[static_cast<std::size_t>(fd)]].events = interest;
-  }
-
-  void remove(int fd) override {
-    const std::size_t at = index_[static_cast<std::size_t>(fd)];
-    index_[static_cast<std::size_t>(fd)] = kNone;
-    if (at + 1 != watched_.size()) {
-      watched_[at] = watched_.back();
-      index_[static_cast<std::size_t>(watched_[at].fd)] = at;
-    }
-    watched_.pop_back();
-  }
+  void modify(int fd, std::uint32_t interest) override { watched_.at(fd).events = interest; }
+  void remove(int fd) override { watched_.erase(fd); }
 
   void wait(std::vector<ReadyEvent>& ready, int timeout_ms) override {
     if (backoff_.count() > 0) {
@@ -55,7 +41,7 @@ class SpinPoller final : public Multiplexer {
       ::nanosleep(&ts, nullptr);
     }
     ready.clear();
-    for (const ReadyEvent& w : watched_) {
+    for (const ReadyEvent& w : watched_.records()) {
       if (w.events != 0) ready.push_back(w);
     }
   }
@@ -67,9 +53,7 @@ class SpinPoller final : public Multiplexer {
   std::string_view name() const noexcept override { return "nbpoll"; }
 
  private:
-  static constexpr std::size_t kNone = static_cast<std::size_t>(-1);
-  std::vector<ReadyEvent> watched_;  // {fd, interest}, dense
-  std::vector<std::size_t> index_;   // fd -> position in watched_
+  DenseFdTable<ReadyEvent> watched_;  // {fd, interest}
   microseconds backoff_{0};
 };
 
