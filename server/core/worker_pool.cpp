@@ -23,10 +23,12 @@ void serve_pooled(unique_fd connection, const PoolContext& pool) {
     reject_connection(std::move(connection), pool.stats);
     return;
   }
+  if (pool.held != nullptr) pool.held->fetch_add(1, std::memory_order_relaxed);
   {
     ActiveGuard guard(pool.stats);
     serve_blocking(fd, pool.config, pool.stats);
   }
+  if (pool.held != nullptr) pool.held->fetch_sub(1, std::memory_order_relaxed);
   pool.active.remove(fd);  // before close, so the drain never shuts down a reused number
 }
 

@@ -1,7 +1,9 @@
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstdint>
 #include <functional>
 #include <mutex>
 #include <thread>
@@ -24,6 +26,9 @@ struct PoolContext {
   const ServerConfig& config;
   Stats& stats;
   ActiveConnections& active;  // for the drain: the owner cuts what is left at the deadline
+  // Prefork workers: this process's share of Stats::active, kept where the master can read it
+  // (WorkerProcesses::held) so that a worker killed mid-connection is accounted for.
+  std::atomic<std::int64_t>* held = nullptr;
 };
 
 // Serves one connection a pool admitted, on the calling thread, until it ends: counted as
