@@ -8,22 +8,30 @@
 namespace polyecho {
 
 namespace {
-// Control buffer sized and aligned for exactly one descriptor.
-union FdControl {
-  char bytes[CMSG_SPACE(sizeof(int))];
-  cmsghdr align;
+// One record: a single byte of ordinary data (SCM_RIGHTS needs some to ride on) plus a control
+// buffer sized and aligned for exactly one descriptor. Points into itself: not copyable.
+struct OneFdMessage {
+  char byte = 'F';
+  iovec payload{&byte, 1};
+  struct {
+    alignas(cmsghdr) char bytes[CMSG_SPACE(sizeof(int))];
+  } control{};
+  msghdr message{};
+
+  OneFdMessage() {
+    message.msg_iov = &payload;
+    message.msg_iovlen = 1;
+    message.msg_control = control.bytes;
+    message.msg_controllen = sizeof control.bytes;
+  }
+  OneFdMessage(const OneFdMessage&) = delete;
+  OneFdMessage& operator=(const OneFdMessage&) = delete;
 };
 }  // namespace
 
 int send_fd(int channel, int fd) noexcept {
-  char byte = 'F';  // SCM_RIGHTS needs at least one byte of ordinary data to ride on
-  iovec payload{&byte, 1};
-  FdControl control{};
-  msghdr message{};
-  message.msg_iov = &payload;
-  message.msg_iovlen = 1;
-  message.msg_control = control.bytes;
-  message.msg_controllen = sizeof control.bytes;
+  OneFdMessage record;
+  msghdr& message = record.message;
   cmsghdr* header = CMSG_FIRSTHDR(&message);
   header->cmsg_level = SOL_SOCKET;
   header->cmsg_type = SCM_RIGHTS;
@@ -36,14 +44,8 @@ int send_fd(int channel, int fd) noexcept {
 }
 
 ReceivedFd receive_fd(int channel) noexcept {
-  char byte;
-  iovec payload{&byte, 1};
-  FdControl control{};
-  msghdr message{};
-  message.msg_iov = &payload;
-  message.msg_iovlen = 1;
-  message.msg_control = control.bytes;
-  message.msg_controllen = sizeof control.bytes;
+  OneFdMessage record;
+  msghdr& message = record.message;
   ssize_t n;
   do {
     n = ::recvmsg(channel, &message, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
