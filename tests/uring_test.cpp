@@ -236,13 +236,17 @@ TEST_P(Uring, DescriptorExhaustionBacksOffAndRecovers) {
       }(),
       ServerProcess::Options{.nofile_limit = 40});
   ASSERT_TRUE(server);
+  // More clients than descriptors: the extras wait in the backlog. Each is served once an
+  // earlier one leaves, so the last echo proves the server resumed accepting.
   std::vector<unique_fd> clients;
-  for (int i = 0; i < 60; ++i)
-    clients.push_back(connect_loopback(server->port()));  // backlog holds extras
-  // The first ones are served; the rest wait until descriptors come back.
-  ASSERT_TRUE(send_text(clients.front().get(), "a"));
-  EXPECT_EQ(recv_exact(clients.front().get(), 1), "a");
-  clients.clear();
+  for (int i = 0; i < 100; ++i) {
+    clients.push_back(connect_loopback(server->port()));
+    ASSERT_TRUE(send_text(clients.back().get(), "a"));
+  }
+  for (auto& client : clients) {
+    ASSERT_EQ(recv_exact(client.get(), 1), "a");
+    client.reset();
+  }
   auto fd = connect_loopback(server->port());
   ASSERT_TRUE(send_text(fd.get(), "recovered"));
   EXPECT_EQ(recv_exact(fd.get(), 9), "recovered");
@@ -250,13 +254,14 @@ TEST_P(Uring, DescriptorExhaustionBacksOffAndRecovers) {
   EXPECT_EQ(stop(*server), 0);
   const std::string log = server->stderr_text();
   EXPECT_NE(log.find("pausing accept"), std::string::npos) << log;
-  // Logged once per burst, not once per failed accept.
+  // Logged once per burst and worker, not once per failed accept (a spinning accept would
+  // log hundreds of lines; a burst may recur once while the backlog empties).
   std::size_t lines = 0;
   for (std::size_t at = log.find("pausing accept"); at != std::string::npos;
        at = log.find("pausing accept", at + 1)) {
     ++lines;
   }
-  EXPECT_LE(lines, 2u) << log;
+  EXPECT_LE(lines, 6u) << log;
 }
 
 INSTANTIATE_TEST_SUITE_P(Flavors, Uring,
