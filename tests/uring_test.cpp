@@ -256,7 +256,8 @@ TEST_P(Uring, DescriptorExhaustionBacksOffAndRecovers) {
   fd.reset();
   EXPECT_EQ(stop(*server), 0);
   const std::string log = server->stderr_text();
-  EXPECT_NE(log.find("pausing accept"), std::string::npos) << log;
+  // Whether the ring hit EMFILE before the first clients left depends on scheduling, so the
+  // deterministic part is above (every client served, then a new one); here only the log bound.
   // Logged once per burst and worker, not once per failed accept (a spinning accept would
   // log hundreds of lines; a burst may recur once while the backlog empties).
   std::size_t lines = 0;
