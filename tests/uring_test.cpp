@@ -99,6 +99,18 @@ class Uring : public ::testing::TestWithParam<Flavor> {
   std::unique_ptr<ScopedEnv> env_;
 };
 
+// Reads the whole echo of `payload` while `writer` sends it, checks it, closes the client
+// (otherwise the stop would wait out the drain for it).
+void expect_echo(unique_fd& fd, const std::string& payload, std::thread& writer,
+                 const std::atomic<bool>& sent_ok) {
+  const std::string echoed = recv_exact(fd.get(), payload.size());
+  writer.join();
+  EXPECT_TRUE(sent_ok);
+  EXPECT_EQ(echoed.size(), payload.size());
+  EXPECT_EQ(fnv1a(echoed), fnv1a(payload));
+  fd.reset();
+}
+
 TEST_P(Uring, PipelinedSmallMessagesComeBackIntactAndInOrder) {
   auto server = start();
   auto fd = connect_loopback(server->port());
@@ -110,12 +122,7 @@ TEST_P(Uring, PipelinedSmallMessagesComeBackIntactAndInOrder) {
       sent_ok = send_text(fd.get(), std::string_view(payload).substr(at, 64));
     }
   });
-  const std::string echoed = recv_exact(fd.get(), payload.size());
-  writer.join();
-  EXPECT_TRUE(sent_ok);
-  ASSERT_EQ(echoed.size(), payload.size());
-  EXPECT_EQ(fnv1a(echoed), fnv1a(payload));
-  fd.reset();  // otherwise the stop would wait out the drain for this client
+  expect_echo(fd, payload, writer, sent_ok);
   EXPECT_EQ(stop(*server), 0);
 }
 
@@ -174,12 +181,7 @@ TEST_P(Uring, SlowReaderIsBoundedByMaxBufferThenReadsBackIntact) {
   std::atomic<bool> sent_ok{true};
   std::thread writer(
       [&] { sent_ok = send_text(fd.get(), std::string_view(payload).substr(sent)); });
-  const std::string echoed = recv_exact(fd.get(), payload.size());
-  writer.join();
-  EXPECT_TRUE(sent_ok);
-  ASSERT_EQ(echoed.size(), payload.size());
-  EXPECT_EQ(fnv1a(echoed), fnv1a(payload));
-  fd.reset();  // otherwise the stop would wait out the drain for this client
+  expect_echo(fd, payload, writer, sent_ok);
   EXPECT_EQ(stop(*server), 0);
 }
 
