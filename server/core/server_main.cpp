@@ -131,6 +131,7 @@ void print_backends(bool json) {
     fmt::print("{:<12} {:<9} {}{}\n", b.name, b.uses_workers ? "workers" : "-", b.description,
                &b == preferred ? " [default]" : "");
   }
+  for (const auto& m : BackendRegistry::missing()) fmt::print("{} ({})\n", m.name, m.reason);
 }
 
 void setup_logging(const std::string& level) {
