@@ -11,12 +11,6 @@
 
 namespace polyecho {
 
-namespace {
-// While descriptors are exhausted even for the reserve, look again this often: slow enough to
-// cost nothing, quick enough that service resumes promptly once a connection closes.
-constexpr int kExhaustedBackoffMs = 50;
-}  // namespace
-
 BlockingAcceptLoop::BlockingAcceptLoop(ServerContext& context)
     : context_(context), acceptor_(context.listener.get(), context.stats) {
   set_nonblocking(context_.listener.get());
@@ -33,7 +27,7 @@ void BlockingAcceptLoop::run(const std::function<void(unique_fd)>& on_connection
     pollfd fds[3] = {{stop_signal::stop_fd(), POLLIN, 0},
                      {extra_fd_, POLLIN, 0},
                      {listener_paused ? -1 : context_.listener.get(), POLLIN, 0}};
-    const int ready = ::poll(fds, 3, listener_paused ? kExhaustedBackoffMs : -1);
+    const int ready = ::poll(fds, 3, listener_paused ? static_cast<int>(Acceptor::kExhaustedBackoff.count()) : -1);
     if (ready < 0 && errno != EINTR) throw_errno("poll");
     listener_paused = false;
     if (stop_signal::requested()) break;
