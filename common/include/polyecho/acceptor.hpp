@@ -42,6 +42,7 @@ class Acceptor {
   Stats& stats_;
   unique_fd reserve_;
   std::uint64_t shed_in_burst_ = 0;
+  bool in_burst_ = false;
 };
 
 }  // namespace polyecho
