@@ -30,6 +30,7 @@ void BenchTotals::merge(const BenchTotals& o) {
   messages += o.messages;
   connections_ok += o.connections_ok;
   connections_failed += o.connections_failed;
+  starved += o.starved;
   not_opened += o.not_opened;
   behind_schedule += o.behind_schedule;
   last_completion = std::max(last_completion, o.last_completion);

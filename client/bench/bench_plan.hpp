@@ -58,6 +58,7 @@ struct BenchTotals {
   std::uint64_t messages = 0;        // verified round trips inside the measured window
   std::uint64_t connections_ok = 0;  // ended cleanly (reconnect: every completed connection)
   std::uint64_t connections_failed = 0;
+  std::uint64_t starved = 0;          // connected fine but completed no message in the window
   std::uint64_t not_opened = 0;       // the deadline came before the ramp reached them
   std::uint64_t behind_schedule = 0;  // open loop: due but not yet sent at the deadline
   std::int64_t last_completion = 0;   // --messages: when the last echo arrived

@@ -58,6 +58,7 @@ nlohmann::json BenchReport::to_json() const {
       {"connections_ok", totals.connections_ok},
       {"connections_failed", totals.connections_failed},
       {"connections_not_opened", totals.not_opened},
+      {"connections_starved", totals.starved},
       {"messages", totals.messages},
       {"msg_per_s", per_second(messages, seconds)},
       {"mib_per_s", per_second(messages * static_cast<double>(plan.size) / kMiB, seconds)},
@@ -98,6 +99,10 @@ void BenchReport::print_human() const {
       "  connections  {} ok, {} failed{}\n", totals.connections_ok, totals.connections_failed,
       totals.not_opened ? fmt::format(", {} not opened before the deadline", totals.not_opened)
                         : "");
+  if (totals.starved) {
+    fmt::print("  starved      {} connections completed no message inside the window\n",
+               totals.starved);
+  }
   fmt::print("  messages     {} ({:.0f} msg/s, {:.2f} MiB/s each way)\n", totals.messages,
              per_second(messages, seconds),
              per_second(messages * static_cast<double>(plan.size) / kMiB, seconds));

@@ -232,6 +232,7 @@ void BenchWorker::on_message(Connection& c, std::uint64_t seq, std::int64_t now)
   if (plan_.mode == BenchMode::open_loop) began = intended_send(c, seq);
   totals_.latency.record(static_cast<std::uint64_t>(std::max<std::int64_t>(0, now - began)));
   ++totals_.messages;
+  ++c.measured;
   progress_messages.fetch_add(1, std::memory_order_relaxed);
 }
 
@@ -303,6 +304,9 @@ void BenchWorker::finish(Connection& c, std::int64_t /*now*/) {
   c.state = State::done;
   --open_;
   ++totals_.connections_ok;
+  // Served nothing while measured: e.g. waiting in the backlog of a one-at-a-time server.
+  const bool streaming = plan_.mode == BenchMode::closed_loop || plan_.mode == BenchMode::open_loop;
+  if (streaming && c.measured == 0) ++totals_.starved;
   progress_open.fetch_sub(1, std::memory_order_relaxed);
 }
 

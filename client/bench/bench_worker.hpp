@@ -43,8 +43,9 @@ class BenchWorker {
     std::uint32_t interest = 0;  // what epoll watches now; 0 = not registered
     StreamCursor sent;
     StreamCursor received;
-    std::uint64_t allowed = 0;  // messages that may have been sent so far
-    std::uint64_t rounds = 0;   // reconnect: connections this slot completed
+    std::uint64_t allowed = 0;   // messages that may have been sent so far
+    std::uint64_t rounds = 0;    // reconnect: connections this slot completed
+    std::uint64_t measured = 0;  // messages this connection completed inside the window
     std::int64_t connect_started = 0;
     std::int64_t last_progress = 0;
     std::unique_ptr<std::int64_t[]>
