@@ -304,9 +304,9 @@ void BenchWorker::finish(Connection& c, std::int64_t /*now*/) {
   c.state = State::done;
   --open_;
   ++totals_.connections_ok;
-  // Served nothing while measured: e.g. waiting in the backlog of a one-at-a-time server.
-  const bool streaming = plan_.mode == BenchMode::closed_loop || plan_.mode == BenchMode::open_loop;
-  if (streaming && c.measured == 0) ++totals_.starved;
+  // Served nothing while measured: e.g. waiting in the backlog or queue of a model that serves
+  // a fixed number of connections at a time. (Reconnect slots are new connections each time.)
+  if (plan_.mode != BenchMode::reconnect && c.measured == 0) ++totals_.starved;
   progress_open.fetch_sub(1, std::memory_order_relaxed);
 }
 
