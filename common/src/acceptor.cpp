@@ -21,9 +21,7 @@ std::mutex& descriptor_mutex() {
   return mutex;
 }
 
-unique_fd open_reserve() {
-  return unique_fd(::open("/dev/null", O_RDONLY | O_CLOEXEC));
-}
+unique_fd open_reserve() { return unique_fd(::open("/dev/null", O_RDONLY | O_CLOEXEC)); }
 }  // namespace
 
 Acceptor::Acceptor(int listen_fd, Stats& stats)
@@ -61,9 +59,8 @@ Acceptor::Result Acceptor::accept_one(bool nonblocking) {
 
 Acceptor::Result Acceptor::shed_one(int error) {
   if (!in_burst_) {
-    in_burst_ = true;  // `exhausted` retries must not log again: once per burst
-    spdlog::warn("accept: {}; shedding new connections until descriptors free up",
-                 std::strerror(error));
+    in_burst_ = true;  // once per burst, even while every attempt ends `exhausted`
+    spdlog::warn("accept: {}; shedding new connections until descriptors free up", std::strerror(error));
   }
   if (!reserve_) {
     reserve_ = open_reserve();  // maybe descriptors came back since last time
@@ -72,17 +69,16 @@ Acceptor::Result Acceptor::shed_one(int error) {
   reserve_.reset();
   unique_fd victim(::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC));
   const bool got_victim = static_cast<bool>(victim);
-  const int accept_errno = got_victim ? 0 : errno;
-  // Close the victim BEFORE reopening the reserve: it holds the reserve's descriptor slot, so
-  // reopening first fails, the reserve is lost for good and every later connection waits in
-  // the backlog instead of being shed. The peer sees an orderly close.
-  victim.reset();
+  const int victim_error = got_victim ? 0 : errno;
+  // Close the victim first: it holds the very slot the reserve needs back. (Reopening first
+  // left the reserve empty, so the next accept took the slot for real and the one after was
+  // `exhausted` with connections stuck in the backlog.)
+  victim.reset();  // the peer sees an orderly close instead of hanging in our backlog
   reserve_ = open_reserve();
-  if (!got_victim) {
-    // EAGAIN: someone else took the pending connection; nothing shed, nothing exhausted.
-    if (accept_errno == EAGAIN || accept_errno == EWOULDBLOCK) return {Status::would_block, {}};
-    return {Status::exhausted, {}, error};
-  }
+  // At the limit accept4 reports EMFILE even when the backlog is empty (the descriptor is
+  // allocated first), so the victim's EAGAIN means "nothing to shed": wait, don't back off.
+  if (victim_error == EAGAIN || victim_error == EWOULDBLOCK) return {Status::would_block, {}, 0};
+  if (!got_victim) return {Status::exhausted, {}, error};
   ++shed_in_burst_;
   stats_.rejected.fetch_add(1, std::memory_order_relaxed);
   return {Status::shed, {}, error};
@@ -90,9 +86,9 @@ Acceptor::Result Acceptor::shed_one(int error) {
 
 void Acceptor::end_burst() {
   if (in_burst_) {
+    in_burst_ = false;
     spdlog::warn("accept: descriptors available again; shed {} connection(s)", shed_in_burst_);
     shed_in_burst_ = 0;
-    in_burst_ = false;
   }
 }
 
