@@ -1,14 +1,11 @@
 // epoll: the shared Reactor on epoll(7), the default model. Level-triggered unless
 // --edge-triggered (EPOLLET: the connection code then reads and accepts until EAGAIN).
 //
-// --workers N runs N independent reactor threads, each with its own epoll instance, all
-// watching the one listening socket with EPOLLEXCLUSIVE: a new connection wakes one worker
-// (sometimes a few, never all: no thundering herd), which drains the shared accept queue.
-// One queue keeps connections in arrival order, so --max-connections admits the first comers
-// and a busy worker leaves new connections to idle ones. SO_REUSEPORT listeners per worker
-// were tried first: the kernel hashes each connection to a fixed worker, so a late connection
-// on an idle worker can take the last slot from an earlier one queued on a busy worker (the
-// conformance suite caught it). docs/REACTOR.md has the figures.
+// --workers N runs N independent reactor threads, each with its own epoll instance and its
+// own SO_REUSEPORT listener on the same port: the kernel hashes each new connection to one
+// listener, so exactly one worker wakes for it (no thundering herd) and no lock is shared.
+// The alternative, one listener in every epoll with EPOLLEXCLUSIVE, wakes "one or more"
+// waiters and keeps a shared accept queue; docs/REACTOR.md compares the two.
 #include <algorithm>
 
 #include "core/reactor.hpp"
@@ -21,6 +18,10 @@ class EpollBackend final : public Backend {
   explicit EpollBackend(const ServerConfig& config)
       : workers_(std::max(config.workers, 1u)), edge_triggered_(config.edge_triggered) {}
 
+  void adjust_listener(ListenerOptions& options) const override {
+    if (workers_ > 1) options.reuse_port = true;  // so sibling listeners can join the port
+  }
+
   int run(ServerContext& context) override {
     return run_reactors(context, workers_, [this] { return make_epoll_poller(edge_triggered_); });
   }
@@ -32,8 +33,7 @@ class EpollBackend final : public Backend {
 
 const BackendRegistrar kRegistrar{BackendInfo{
     .name = "epoll",
-    .description = "reactor on epoll(7); --edge-triggered; --workers N threads sharing the "
-                   "listener (EPOLLEXCLUSIVE)",
+    .description = "reactor on epoll(7); --edge-triggered, --workers N threads with SO_REUSEPORT",
     .uses_workers = true,
     .serves_concurrently = true,
     .default_rank = 100,

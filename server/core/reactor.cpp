@@ -1,6 +1,5 @@
 #include "core/reactor.hpp"
 
-#include <fcntl.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
 #include <sys/select.h>
@@ -24,18 +23,17 @@ constexpr std::chrono::milliseconds kAcceptBackoff{50};
 }  // namespace
 
 Reactor::Reactor(const ServerConfig& config, Stats& stats, unique_fd listener,
-                 std::unique_ptr<Multiplexer> multiplexer, bool shared_listener)
+                 std::unique_ptr<Multiplexer> multiplexer)
     : config_(config),
       stats_(stats),
       listener_(std::move(listener)),
       multiplexer_(std::move(multiplexer)),
-      acceptor_(listener_.get(), stats),
-      listener_interest_(kReadable | (shared_listener ? kExclusive : 0u)) {
+      acceptor_(listener_.get(), stats) {
   // Non-blocking: a peer that resets between readiness and accept() must not hang the loop,
   // and draining the backlog ends on EAGAIN.
   set_nonblocking(listener_.get());
   if (!multiplexer_->add(stop_signal::stop_fd(), kReadable) ||
-      !multiplexer_->add(listener_.get(), listener_interest_)) {
+      !multiplexer_->add(listener_.get(), kReadable)) {
     throw std::runtime_error("the multiplexer cannot watch the listener");
   }
 }
@@ -161,7 +159,7 @@ void Reactor::begin_stop() {
 void Reactor::expire_timers() {
   if (accept_paused_ && now_ >= accept_resume_) {
     accept_paused_ = false;
-    [[maybe_unused]] const bool added = multiplexer_->add(listener_.get(), listener_interest_);
+    [[maybe_unused]] const bool added = multiplexer_->add(listener_.get(), kReadable);
   }
   if (config_.idle_timeout.count() > 0) {
     while (!by_activity_.empty() &&
@@ -192,18 +190,15 @@ int run_reactors(ServerContext& context, unsigned workers,
                  const std::function<std::unique_ptr<Multiplexer>()>& make_multiplexer) {
   workers = std::max(workers, 1u);
   // Everything that can fail at setup fails here, on the calling thread, before any thread.
-  const bool shared = workers > 1;
   std::vector<std::unique_ptr<Reactor>> reactors;
+  reactors.push_back(std::make_unique<Reactor>(context.config, context.stats,
+                                               std::move(context.listener), make_multiplexer()));
+  const ListenerOptions sibling{
+      .backlog = context.config.backlog, .reuse_port = true, .nonblocking = true};
   for (unsigned i = 1; i < workers; ++i) {
-    unique_fd dup(::fcntl(context.listener.get(), F_DUPFD_CLOEXEC, 0));
-    if (!dup) throw_errno("fcntl(F_DUPFD_CLOEXEC)");
-    reactors.push_back(std::make_unique<Reactor>(context.config, context.stats, std::move(dup),
-                                                 make_multiplexer(), shared));
+    reactors.push_back(std::make_unique<Reactor>(
+        context.config, context.stats, make_listener(context.bound, sibling), make_multiplexer()));
   }
-  // The original goes to reactors[0], which this thread runs.
-  reactors.insert(reactors.begin(), std::make_unique<Reactor>(context.config, context.stats,
-                                                              std::move(context.listener),
-                                                              make_multiplexer(), shared));
   std::atomic<int> exit_code{0};
   const auto run_one = [&exit_code](Reactor& reactor) {
     try {

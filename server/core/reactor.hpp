@@ -28,10 +28,8 @@ namespace polyecho {
 // Owns its listener and its multiplexer. Not thread-safe: run() on one thread per reactor.
 class Reactor {
  public:
-  // `shared_listener`: other reactors watch the same listening socket (through their own dup),
-  // so ask the multiplexer to wake only one of them per connection.
   Reactor(const ServerConfig& config, Stats& stats, unique_fd listener,
-          std::unique_ptr<Multiplexer> multiplexer, bool shared_listener = false);
+          std::unique_ptr<Multiplexer> multiplexer);
   void run();
 
  private:
@@ -65,15 +63,13 @@ class Reactor {
   bool progressed_ = false;
   bool stopping_ = false;
   Clock::time_point drain_deadline_{};
-  std::uint32_t listener_interest_;
   bool accept_paused_ = false;
   Clock::time_point accept_resume_{};
 };
 
 // Runs `workers` independent reactors (at least one), each with its own multiplexer from
-// `make_multiplexer`, all watching the one listener the core bound (each through its own dup,
-// registered with kExclusive so one reactor wakes per connection). One shared accept queue
-// keeps arrival order, which --max-connections admission relies on. The calling thread
+// `make_multiplexer` and its own SO_REUSEPORT listener; the first takes the listener the core
+// bound (adjust_listener must have asked for reuse_port when workers > 1). The calling thread
 // runs the first reactor and receives the signals; the others block them. Returns the exit
 // code: 0, or 1 if a reactor failed (which also stops the others).
 int run_reactors(ServerContext& context, unsigned workers,
