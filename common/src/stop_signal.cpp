@@ -100,19 +100,6 @@ void reinstall_in_child() {
   ::pthread_sigmask(SIG_SETMASK, &set, nullptr);
 }
 
-void reset_in_child() {
-  ::signal(SIGCHLD, SIG_DFL);
-  ::signal(SIGTERM, SIG_DFL);
-  ::signal(SIGINT, SIG_IGN);
-  close_if_open(g_child_read);
-  close_if_open(g_child_write);
-  close_if_open(g_stop_read);
-  close_if_open(g_stop_write);
-  sigset_t set;
-  ::sigemptyset(&set);
-  ::pthread_sigmask(SIG_SETMASK, &set, nullptr);
-}
-
 void block_in_this_thread() {
   sigset_t set;
   ::sigemptyset(&set);

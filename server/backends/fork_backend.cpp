@@ -54,11 +54,16 @@ class ForkBackend final : public Backend {
       return;
     }
     if (pid == 0) {
-      stop_signal::reset_in_child();
+      // SIGTERM from the parent (at its drain deadline) interrupts the child's recv: it stops
+      // reading, echoes what it already received and exits. Ctrl-C reaches the whole process
+      // group, but the parent runs the drain, so the child ignores SIGINT.
+      stop_signal::reinstall_in_child();
+      ::signal(SIGINT, SIG_IGN);
       ::prctl(PR_SET_PDEATHSIG, SIGTERM);
       if (::getppid() != parent) ::_exit(0);  // the parent died before prctl took effect
       context.listener.reset();
-      serve_blocking(connection.get(), context.config, context.stats);
+      serve_blocking(connection.get(), context.config, context.stats,
+                     {.on_interrupt = BlockingServeOptions::OnStop::cut});
       // _exit: the parent's atexit handlers and static destructors are not ours to run.
       ::_exit(0);
     }

@@ -13,7 +13,7 @@ class IterativeBackend final : public Backend {
  public:
   int run(ServerContext& context) override {
     BlockingAcceptLoop loop(context);
-    const BlockingServeOptions options{.drain_on_interrupt = true};
+    const BlockingServeOptions options{.on_interrupt = BlockingServeOptions::OnStop::drain};
     loop.run([&](unique_fd connection) {
       ActiveGuard active(context.stats);
       serve_blocking(connection.get(), context.config, context.stats, options);

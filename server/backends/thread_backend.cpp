@@ -31,7 +31,7 @@ class ThreadBackend final : public Backend {
     loop.run([&](unique_fd connection) { start(context, std::move(connection)); });
 
     const auto deadline = std::chrono::steady_clock::now() + context.config.drain_timeout;
-    if (!active_.wait_until_empty(deadline)) active_.shutdown_all();
+    if (!active_.wait_until_empty(deadline)) active_.end_drain(ActiveConnections::kFlushGrace);
     std::map<std::uint64_t, std::thread> remaining;
     {
       std::lock_guard lock(mutex_);  // not held while joining: exiting threads take it in finish()
@@ -55,7 +55,7 @@ class ThreadBackend final : public Backend {
       threads_.emplace(id, std::thread([this, &context, id, conn = std::move(connection)]() mutable {
                          {
                            ActiveGuard guard(context.stats);
-                           serve_blocking(conn.get(), context.config, context.stats);
+                           serve_blocking(conn.get(), context.config, context.stats, {.input_cut = active_.input_cut()});
                            active_.remove(conn.get());
                          }
                          conn.reset();

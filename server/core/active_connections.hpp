@@ -2,6 +2,7 @@
 
 #include <sys/socket.h>
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
@@ -12,12 +13,15 @@ namespace polyecho {
 // The set of connection fds currently served by blocking threads, so that the thread running
 // the drain can wait for them and, at the deadline, cut them: shutdown() wakes a thread blocked
 // in recv/send on that socket. An fd leaves the set (under the lock) before its owner closes
-// it, so shutdown never hits a reused descriptor. Once shutdown_all() ran, add() refuses: a
+// it, so shutdown never hits a reused descriptor. Once end_drain() ran, add() refuses: a
 // pool thread that picks up a queued connection after the cut must not start serving it.
 // Thread-safe.
 class ActiveConnections {
  public:
-  // False (and nothing added) after shutdown_all(): the caller closes the connection instead.
+  // How long connections cut at the drain deadline get to flush what they owe.
+  static constexpr std::chrono::milliseconds kFlushGrace{1000};
+
+  // False (and nothing added) after end_drain(): the caller closes the connection instead.
   bool add(int fd) {
     std::lock_guard lock(mutex_);
     if (cut_) return false;
@@ -38,17 +42,29 @@ class ActiveConnections {
     std::unique_lock lock(mutex_);
     return emptied_.wait_until(lock, deadline, [&] { return fds_.empty(); });
   }
-  void shutdown_all() {
+  // The drain deadline passed with connections left. First cut their input: SHUT_RD wakes a
+  // thread blocked in recv (it reads EOF), and input_cut() tells serve_blocking to read no
+  // more, so every byte already received is still echoed. Whoever has not finished flushing
+  // after `flush_grace` (a peer that does not read) is cut completely.
+  void end_drain(std::chrono::milliseconds flush_grace) {
+    {
+      std::lock_guard lock(mutex_);
+      cut_ = true;
+      input_cut_.store(true, std::memory_order_relaxed);
+      for (int fd : fds_) ::shutdown(fd, SHUT_RD);
+    }
+    if (wait_until_empty(std::chrono::steady_clock::now() + flush_grace)) return;
     std::lock_guard lock(mutex_);
-    cut_ = true;
     for (int fd : fds_) ::shutdown(fd, SHUT_RDWR);
   }
+  [[nodiscard]] const std::atomic<bool>* input_cut() const noexcept { return &input_cut_; }
 
  private:
   mutable std::mutex mutex_;
   std::condition_variable emptied_;
   std::unordered_set<int> fds_;
   bool cut_ = false;
+  std::atomic<bool> input_cut_{false};
 };
 
 }  // namespace polyecho

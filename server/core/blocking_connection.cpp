@@ -37,14 +37,21 @@ class BlockingServer {
         const auto out = session_.output();
         const ssize_t n = ::send(fd_, out.data(), out.size(), MSG_NOSIGNAL);
         if (n < 0) {
-          if (errno == EINTR && keep_going_after_interrupt()) continue;
+          if (errno == EINTR) {
+            note_interrupt();
+            continue;
+          }
           return errno;
         }
         counters_.bytes_out += static_cast<std::uint64_t>(n);
         session_.on_sent(static_cast<std::size_t>(n));
       }
       if (session_.finished()) return 0;
-      if (draining_ && Clock::now() >= deadline_) return 0;
+      if (must_stop_reading()) {
+        // Stopping: what was received is echoed (the loop flushes it), nothing more is read.
+        session_.on_peer_eof();
+        continue;
+      }
       const auto space = session_.input_space();
       if (space.empty()) return 0;  // cannot happen after a full flush; never spin on it
       const ssize_t n = ::recv(fd_, space.data(), space.size(), 0);
@@ -53,10 +60,12 @@ class BlockingServer {
         session_.on_received(static_cast<std::size_t>(n));
       } else if (n == 0) {
         session_.on_peer_eof();
-      } else if (errno == EINTR && keep_going_after_interrupt()) {
-        continue;
+      } else if (errno == EINTR) {
+        note_interrupt();
+      } else if (draining_ && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        cut_ = true;  // the drain timeout ran out on a quiet peer
       } else {
-        return errno;
+        return errno;  // EAGAIN here is the idle timeout (SO_RCVTIMEO)
       }
     }
   }
@@ -64,15 +73,22 @@ class BlockingServer {
   ConnectionCounters& counters() { return counters_; }
 
  private:
-  bool keep_going_after_interrupt() {
-    if (!options_.drain_on_interrupt || !stop_signal::requested()) return true;
-    if (!draining_) {
-      draining_ = true;
-      deadline_ = Clock::now() + config_.drain_timeout;
-      // The socket timeout bounds the wait for a quiet peer; the deadline check bounds a chatty one.
-      set_io_timeout(fd_, std::max(config_.drain_timeout, std::chrono::milliseconds(1)));
-    }
-    return Clock::now() < deadline_;
+  using OnStop = BlockingServeOptions::OnStop;
+
+  bool must_stop_reading() const {
+    if (cut_) return true;
+    if (options_.input_cut != nullptr && options_.input_cut->load(std::memory_order_relaxed)) return true;
+    return draining_ && Clock::now() >= deadline_;
+  }
+
+  void note_interrupt() {
+    if (!stop_signal::requested()) return;
+    if (options_.on_interrupt == OnStop::cut) cut_ = true;
+    if (options_.on_interrupt != OnStop::drain || draining_) return;
+    draining_ = true;
+    deadline_ = Clock::now() + config_.drain_timeout;
+    // The socket timeout bounds the wait for a quiet peer; the deadline check bounds a chatty one.
+    set_io_timeout(fd_, std::max(config_.drain_timeout, std::chrono::milliseconds(1)));
   }
 
   int fd_;
@@ -81,6 +97,7 @@ class BlockingServer {
   Session session_;
   ConnectionCounters counters_;
   bool draining_ = false;
+  bool cut_ = false;
   Clock::time_point deadline_{};
 };
 

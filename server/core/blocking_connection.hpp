@@ -1,16 +1,24 @@
 #pragma once
 
+#include <atomic>
+
 #include "core/server_config.hpp"
 #include "polyecho/stats.hpp"
 
 namespace polyecho {
 
 struct BlockingServeOptions {
-  // Set by models whose serving thread is the one that receives SIGINT/SIGTERM (iterative,
-  // prefork workers): an interrupted read or write then starts this connection's drain clock.
-  // Multi-threaded models leave it off and cut connections from outside instead
-  // (ActiveConnections::shutdown_all).
-  bool drain_on_interrupt = false;
+  // What an interrupted read or write means when a stop was requested; only for threads that
+  // receive SIGINT/SIGTERM themselves.
+  enum class OnStop {
+    ignore,  // multi-threaded models: the drain is run from another thread (input_cut)
+    drain,   // iterative: keep serving for --drain-timeout, then stop reading, flush, close
+    cut,     // fork children: the parent already ran the drain; stop reading, flush, close
+  };
+  OnStop on_interrupt = OnStop::ignore;
+  // Set by the thread running the drain (ActiveConnections::end_drain): read no more, flush
+  // what is owed, close.
+  const std::atomic<bool>* input_cut = nullptr;
 };
 
 // Applies the per-connection socket options every model wants: TCP_NODELAY (an echo must not

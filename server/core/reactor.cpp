@@ -1,5 +1,7 @@
 #include "core/reactor.hpp"
 
+#include "core/active_connections.hpp"
+
 #include <signal.h>
 #include <spdlog/spdlog.h>
 #include <sys/select.h>
@@ -169,7 +171,24 @@ void Reactor::expire_timers() {
     }
   }
   if (stopping_ && now_ >= drain_deadline_) {
-    while (!by_activity_.empty()) close(by_activity_.begin());
+    if (!input_cut_) {
+      // Deadline: stop reading everywhere, but echo what was received. Peers get
+      // kFlushGrace to take it; whoever still owes bytes after that is closed.
+      input_cut_ = true;
+      for (auto it = by_activity_.begin(); it != by_activity_.end();) {
+        const auto entry = it++;
+        const std::uint32_t interest = entry->connection.stop_reading();
+        if (interest == 0) {
+          close(entry);
+        } else if (interest != entry->interest) {
+          multiplexer_->modify(entry->connection.fd(), interest);
+          entry->interest = interest;
+        }
+      }
+      drain_deadline_ = now_ + ActiveConnections::kFlushGrace;
+    } else {
+      while (!by_activity_.empty()) close(by_activity_.begin());
+    }
   }
 }
 

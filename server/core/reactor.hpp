@@ -62,6 +62,7 @@ class Reactor {
   Clock::time_point now_;
   bool progressed_ = false;
   bool stopping_ = false;
+  bool input_cut_ = false;  // the drain deadline passed: connections only flush now
   Clock::time_point drain_deadline_{};
   bool accept_paused_ = false;
   Clock::time_point accept_resume_{};

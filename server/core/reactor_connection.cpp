@@ -87,6 +87,14 @@ bool ReactorConnection::write_phase() {
   return moved;
 }
 
+std::uint32_t ReactorConnection::stop_reading() {
+  if (!peer_eof_) {
+    peer_eof_ = true;
+    session_.on_peer_eof();  // everything received so far is released for sending
+  }
+  return session_.finished() || error_ != 0 ? 0 : interest();
+}
+
 std::uint32_t ReactorConnection::interest() const noexcept {
   std::uint32_t want = 0;
   if (session_.wants_input() && !peer_eof_) want |= kReadable;  // not while full: backpressure

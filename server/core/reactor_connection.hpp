@@ -34,6 +34,10 @@ class ReactorConnection {
   // not repeat itself, so keep reading until EAGAIN (and remember unread bytes across calls).
   Outcome on_ready(std::uint32_t events, bool edge_triggered);
 
+  // The drain deadline passed: read no more, keep what is owed. Returns the interest to watch
+  // (kWritable while bytes are owed, 0 when the connection can close now).
+  [[nodiscard]] std::uint32_t stop_reading();
+
   [[nodiscard]] int fd() const noexcept { return fd_.get(); }
   // What a fresh connection watches first.
   static constexpr std::uint32_t kInitialInterest = 1u;  // kReadable

@@ -26,7 +26,7 @@ void serve_pooled(unique_fd connection, const PoolContext& pool) {
   if (pool.held != nullptr) pool.held->fetch_add(1, std::memory_order_relaxed);
   {
     ActiveGuard guard(pool.stats);
-    serve_blocking(fd, pool.config, pool.stats);
+    serve_blocking(fd, pool.config, pool.stats, {.input_cut = pool.active.input_cut()});
   }
   if (pool.held != nullptr) pool.held->fetch_sub(1, std::memory_order_relaxed);
   pool.active.remove(fd);  // before close, so the drain never shuts down a reused number
@@ -71,7 +71,7 @@ void WorkerThreads::drain(ActiveConnections& active, std::chrono::milliseconds d
     std::unique_lock lock(mutex_);
     returned = all_returned_.wait_until(lock, deadline, [this] { return running_ == 0; });
   }
-  if (!returned) active.shutdown_all();
+  if (!returned) active.end_drain(ActiveConnections::kFlushGrace);
   join();
 }
 

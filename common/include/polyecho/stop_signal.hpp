@@ -27,9 +27,6 @@ void clear_child_fd() noexcept;
 // In a freshly forked child: forget the parent's stop state and pipes, and install fresh ones
 // so the child can be stopped on its own (prefork workers). SIGCHLD goes back to default.
 void reinstall_in_child();
-// In a freshly forked child that the parent stops with SIGTERM (fork-per-connection): default
-// SIGTERM, ignored SIGINT (a terminal's Ctrl-C reaches the whole group, and the parent drains).
-void reset_in_child();
 
 // Blocks SIGINT/SIGTERM/SIGCHLD in the calling thread; call before spawning worker threads so
 // that signals land on the thread that watches for them.
