@@ -47,7 +47,8 @@ std::string read_file(const std::string& path) {
 
 // Keeps `config` but swaps the body of each "# >>> NAME" ... "# <<< NAME" block named in
 // `blocks` (the markers stay, as comments).
-std::string substitute_blocks(const std::string& config, const std::map<std::string, std::string>& blocks) {
+std::string substitute_blocks(const std::string& config,
+                              const std::map<std::string, std::string>& blocks) {
   std::istringstream in(config);
   std::string out;
   std::string line;
@@ -96,7 +97,8 @@ class Haproxy {
 
     std::string servers;
     for (std::size_t i = 0; i < replica_ports.size(); ++i) {
-      servers += "    server " + replica_name(i) + " 127.0.0.1:" + std::to_string(replica_ports[i]) + "\n";
+      servers +=
+          "    server " + replica_name(i) + " 127.0.0.1:" + std::to_string(replica_ports[i]) + "\n";
     }
     const std::string config = substitute_blocks(read_file(POLYECHO_HAPROXY_CONFIG),
                                                  {{"servers", servers}, {"resolvers", ""}});
@@ -118,7 +120,8 @@ class Haproxy {
     std::string config_path = proxy->path("haproxy.cfg");
     std::vector<char*> argv{binary.data(), const_cast<char*>("-db"), const_cast<char*>("-f"),
                             config_path.data(), nullptr};
-    const int log_fd = ::open(proxy->path("haproxy.log").c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+    const int log_fd =
+        ::open(proxy->path("haproxy.log").c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
 
     // Everything is prepared before fork: after it, only async-signal-safe calls.
     proxy->pid_ = ::fork();
@@ -127,6 +130,8 @@ class Haproxy {
       ::dup2(log_fd, STDOUT_FILENO);
       ::dup2(log_fd, STDERR_FILENO);
       ::execvpe(argv[0], argv.data(), envp.data());
+      constexpr char kMissing[] = "cannot run haproxy (scripts/setup installs it)\n";
+      [[maybe_unused]] auto written = ::write(STDERR_FILENO, kMissing, sizeof kMissing - 1);
       ::_exit(127);
     }
     ::close(log_fd);
@@ -139,13 +144,16 @@ class Haproxy {
       ::kill(pid_, SIGKILL);
       ::waitpid(pid_, nullptr, 0);
     }
-    for (const char* file : {"haproxy.cfg", "admin.sock", "haproxy.log"}) ::unlink(path(file).c_str());
+    for (const char* file : {"haproxy.cfg", "admin.sock", "haproxy.log"})
+      ::unlink(path(file).c_str());
     ::rmdir(dir_.c_str());
   }
   Haproxy(const Haproxy&) = delete;
   Haproxy& operator=(const Haproxy&) = delete;
 
-  static std::string replica_name(std::size_t index) { return "replica" + std::to_string(index + 1); }
+  static std::string replica_name(std::size_t index) {
+    return "replica" + std::to_string(index + 1);
+  }
   [[nodiscard]] std::uint16_t port() const { return port_; }
   [[nodiscard]] std::string log() const { return read_file(path("haproxy.log")); }
 
@@ -175,7 +183,8 @@ class Haproxy {
         for (std::size_t i = 0; i < fields.size(); ++i) column[fields[i]] = i;
         continue;
       }
-      if (column.empty() || fields.size() <= column["check_status"] || fields[0] != "replicas") continue;
+      if (column.empty() || fields.size() <= column["check_status"] || fields[0] != "replicas")
+        continue;
       if (fields[1] == "BACKEND") continue;
       states[fields[1]] = {fields[column["status"]], fields[column["check_status"]]};
     }
@@ -231,11 +240,14 @@ std::string run_output(const std::string& command) {
   std::unique_ptr<FILE, int (*)(FILE*)> pipe(::popen(command.c_str(), "r"), ::pclose);
   std::string output;
   char chunk[4096];
-  for (std::size_t n; pipe && (n = std::fread(chunk, 1, sizeof chunk, pipe.get())) > 0;) output.append(chunk, n);
+  for (std::size_t n; pipe && (n = std::fread(chunk, 1, sizeof chunk, pipe.get())) > 0;)
+    output.append(chunk, n);
   return output;
 }
 
-std::uint16_t local_port(int fd) { return local_endpoint(fd).port(); }
+std::uint16_t local_port(int fd) {
+  return local_endpoint(fd).port();
+}
 
 class ScaleOut : public ::testing::Test {
  protected:
@@ -251,7 +263,8 @@ class ScaleOut : public ::testing::Test {
     const bool healthy = wait_until([&] {
       const auto states = proxy_->replicas();
       return states.size() == replicas_.size() &&
-             std::all_of(states.begin(), states.end(), [](const auto& s) { return s.second.check_status == "L7OK"; });
+             std::all_of(states.begin(), states.end(),
+                         [](const auto& s) { return s.second.check_status == "L7OK"; });
     });
     ASSERT_TRUE(healthy) << "HAProxy never saw every replica healthy; its log:\n" << proxy_->log();
   }
@@ -301,7 +314,8 @@ TEST_F(ScaleOut, EveryReplicaServesTrafficThroughHaproxyWithoutErrors) {
   // The load client, once polyecho-client has it: same zero-error requirement.
   const std::string client = client_binary();
   if (run_output(client + " --help").find("\n  bench") != std::string::npos) {
-    const std::string command = client + " --host 127.0.0.1 --port " + std::to_string(proxy_->port()) +
+    const std::string command = client + " --host 127.0.0.1 --port " +
+                                std::to_string(proxy_->port()) +
                                 " bench --connections 6 --duration 1 --json";
     const std::string output = run_output(command);
     ASSERT_NE(output.find('{'), std::string::npos) << output;
@@ -318,7 +332,8 @@ TEST_F(ScaleOut, EveryReplicaServesTrafficThroughHaproxyWithoutErrors) {
   for (std::size_t i = 0; i < lines.size(); ++i) {
     const auto at = lines[i].find("bytes_in=");
     ASSERT_NE(at, std::string::npos) << lines[i];
-    EXPECT_GE(std::stoull(lines[i].substr(at + 9)), 1000u * 3 * 5) << replicas_[i]->listening_line();
+    EXPECT_GE(std::stoull(lines[i].substr(at + 9)), 1000u * 3 * 5)
+        << replicas_[i]->listening_line();
   }
 }
 
@@ -345,13 +360,15 @@ TEST_F(ScaleOut, KilledReplicaLosesOnlyItsConnectionsAndIsTakenOut) {
   for (const auto& fd : held) {
     if (placement.at(local_port(fd.get())) == victim) {
       const PeerEnd end = wait_for_close(fd.get());
-      EXPECT_TRUE(end == PeerEnd::closed || end == PeerEnd::reset) << "victim's connection stayed open";
+      EXPECT_TRUE(end == PeerEnd::closed || end == PeerEnd::reset)
+          << "victim's connection stayed open";
     } else {
       EXPECT_TRUE(echoes(fd.get(), "still here\n")) << "a surviving replica's connection broke";
     }
   }
 
-  const bool taken_out = wait_until([&] { return proxy_->replicas()[victim].status.rfind("DOWN", 0) == 0; });
+  const bool taken_out =
+      wait_until([&] { return proxy_->replicas()[victim].status.rfind("DOWN", 0) == 0; });
   ASSERT_TRUE(taken_out) << proxy_->command("show stat");
   for (int i = 0; i < 12; ++i) {
     auto fd = connect_loopback(proxy_->port());
