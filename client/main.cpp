@@ -2,6 +2,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "bench/bench_command.hpp"
 #include "client_options.hpp"
 #include "polyecho/socket_ops.hpp"
 
@@ -14,11 +15,13 @@ int main(int argc, char** argv) {
   app.add_option("--host", options.host, "Server address")->capture_default_str();
   app.add_option("--port", options.port, "Server port")->capture_default_str();
   app.add_option("--timeout", options.timeout_seconds, "Seconds without progress before giving up")
-      ->check(CLI::Range(0.001, 3600.0))->capture_default_str();
+      ->check(CLI::Range(0.001, 3600.0))
+      ->capture_default_str();
 
   std::vector<std::string> words;
   auto* send = app.add_subcommand("send", "Send TEXT (or stdin), print the echo, exit 0");
   send->add_option("text", words, "Words to send, joined by spaces and ended with a newline");
+  const polyecho::bench::BenchCommand bench(app, options);
 
   try {
     app.parse(argc, argv);
@@ -32,6 +35,7 @@ int main(int argc, char** argv) {
   polyecho::ignore_sigpipe();
   try {
     if (send->parsed()) return run_send(options, words);
+    if (bench.parsed()) return bench.run();
     return run_interactive(options);
   } catch (const std::exception& e) {
     fmt::print(stderr, "polyecho-client: {}\n", e.what());

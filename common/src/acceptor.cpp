@@ -46,7 +46,8 @@ Acceptor::Result Acceptor::accept_one(bool nonblocking) {
 }
 
 Acceptor::Result Acceptor::shed_one(int error) {
-  if (shed_in_burst_ == 0) {
+  if (!in_burst_) {
+    in_burst_ = true;  // once per burst, even while every attempt ends `exhausted`
     spdlog::warn("accept: {}; shedding new connections until descriptors free up", std::strerror(error));
   }
   if (!reserve_) {
@@ -55,16 +56,25 @@ Acceptor::Result Acceptor::shed_one(int error) {
   }
   reserve_.reset();
   unique_fd victim(::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC));
-  reserve_ = open_reserve();
-  if (!victim) return {Status::exhausted, {}, error};
+  const bool got_victim = static_cast<bool>(victim);
+  const int victim_error = got_victim ? 0 : errno;
+  // Close the victim first: it holds the very slot the reserve needs back. (Reopening first
+  // left the reserve empty, so the next accept took the slot for real and the one after was
+  // `exhausted` with connections stuck in the backlog.)
   victim.reset();  // the peer sees an orderly close instead of hanging in our backlog
+  reserve_ = open_reserve();
+  // At the limit accept4 reports EMFILE even when the backlog is empty (the descriptor is
+  // allocated first), so the victim's EAGAIN means "nothing to shed": wait, don't back off.
+  if (victim_error == EAGAIN || victim_error == EWOULDBLOCK) return {Status::would_block, {}, 0};
+  if (!got_victim) return {Status::exhausted, {}, error};
   ++shed_in_burst_;
   stats_.rejected.fetch_add(1, std::memory_order_relaxed);
   return {Status::shed, {}, error};
 }
 
 void Acceptor::end_burst() {
-  if (shed_in_burst_ > 0) {
+  if (in_burst_) {
+    in_burst_ = false;
     spdlog::warn("accept: descriptors available again; shed {} connection(s)", shed_in_burst_);
     shed_in_burst_ = 0;
   }

@@ -12,12 +12,17 @@ namespace polyecho {
 // The set of connection fds currently served by blocking threads, so that the thread running
 // the drain can wait for them and, at the deadline, cut them: shutdown() wakes a thread blocked
 // in recv/send on that socket. An fd leaves the set (under the lock) before its owner closes
-// it, so shutdown never hits a reused descriptor. Thread-safe.
+// it, so shutdown never hits a reused descriptor. Once shutdown_all() ran, add() refuses: a
+// pool thread that picks up a queued connection after the cut must not start serving it.
+// Thread-safe.
 class ActiveConnections {
  public:
-  void add(int fd) {
+  // False (and nothing added) after shutdown_all(): the caller closes the connection instead.
+  bool add(int fd) {
     std::lock_guard lock(mutex_);
+    if (cut_) return false;
     fds_.insert(fd);
+    return true;
   }
   void remove(int fd) {
     std::lock_guard lock(mutex_);
@@ -35,6 +40,7 @@ class ActiveConnections {
   }
   void shutdown_all() {
     std::lock_guard lock(mutex_);
+    cut_ = true;
     for (int fd : fds_) ::shutdown(fd, SHUT_RDWR);
   }
 
@@ -42,6 +48,7 @@ class ActiveConnections {
   mutable std::mutex mutex_;
   std::condition_variable emptied_;
   std::unordered_set<int> fds_;
+  bool cut_ = false;
 };
 
 }  // namespace polyecho

@@ -51,6 +51,14 @@ struct BackendInfo {
   std::function<std::unique_ptr<Backend>(const ServerConfig&)> create;
 };
 
+// A model this build leaves out because its dependency was missing at configure time. Listed
+// (not selectable) by --list-backends so the absence is explained, e.g.
+// "uring (not compiled in: liburing missing at build time)".
+struct MissingBackend {
+  std::string name;
+  std::string reason;
+};
+
 // Registration happens from static objects in each backend file:
 //   const BackendRegistrar kRegistrar{BackendInfo{...}};
 // The backends are linked into the executable as object files, so nothing is dropped.
@@ -60,10 +68,18 @@ class BackendRegistry {
   [[nodiscard]] static const std::vector<BackendInfo>& all();  // sorted by name
   [[nodiscard]] static const BackendInfo* find(std::string_view name);
   [[nodiscard]] static const BackendInfo* preferred_default();
+  static void add_missing(MissingBackend missing);
+  [[nodiscard]] static const std::vector<MissingBackend>& missing();
 };
 
 struct BackendRegistrar {
   explicit BackendRegistrar(BackendInfo info) { BackendRegistry::add(std::move(info)); }
+};
+
+struct MissingBackendRegistrar {
+  MissingBackendRegistrar(std::string name, std::string reason) {
+    BackendRegistry::add_missing({std::move(name), std::move(reason)});
+  }
 };
 
 }  // namespace polyecho

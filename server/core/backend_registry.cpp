@@ -11,6 +11,10 @@ std::vector<BackendInfo>& storage() {
   static std::vector<BackendInfo> backends;
   return backends;
 }
+std::vector<MissingBackend>& missing_storage() {
+  static std::vector<MissingBackend> missing;
+  return missing;
+}
 }  // namespace
 
 void BackendRegistry::add(BackendInfo info) {
@@ -35,5 +39,9 @@ const BackendInfo* BackendRegistry::preferred_default() {
                                [](const BackendInfo& a, const BackendInfo& b) { return a.default_rank < b.default_rank; });
   return best == backends.end() ? nullptr : &*best;
 }
+
+void BackendRegistry::add_missing(MissingBackend missing) { missing_storage().push_back(std::move(missing)); }
+
+const std::vector<MissingBackend>& BackendRegistry::missing() { return missing_storage(); }
 
 }  // namespace polyecho

@@ -43,6 +43,9 @@ std::optional<int> parse_command_line(int argc, char** argv, CommandLine& line) 
   ServerConfig& c = line.config;
   CLI::App app{"polyecho-server: a TCP echo server with pluggable concurrency models", "polyecho-server"};
   app.set_version_flag("--version", std::string("polyecho ") + POLYECHO_VERSION);
+  // Last one wins, as in most Unix tools: wrappers (the container entrypoint, scripts) put
+  // defaults first and let the user's flags override them.
+  app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   std::string mode = "raw";
   std::string transform = "none";
   double idle_seconds = 0;
@@ -128,6 +131,7 @@ void print_backends(bool json) {
     fmt::print("{:<12} {:<9} {}{}\n", b.name, b.uses_workers ? "workers" : "-", b.description,
                &b == preferred ? " [default]" : "");
   }
+  for (const auto& m : BackendRegistry::missing()) fmt::print("{} ({})\n", m.name, m.reason);
 }
 
 void setup_logging(const std::string& level) {

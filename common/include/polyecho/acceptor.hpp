@@ -1,5 +1,6 @@
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 
 #include "polyecho/stats.hpp"
@@ -19,6 +20,9 @@ namespace polyecho {
 class Acceptor {
  public:
   enum class Status { accepted, would_block, shed, exhausted, stopped, failed };
+  // After `exhausted` (or `failed`), wait this long before accepting again: slow enough to cost
+  // nothing, quick enough that service resumes promptly once a connection closes.
+  static constexpr std::chrono::milliseconds kExhaustedBackoff{50};
   struct Result {
     Status status;
     unique_fd fd;  // set when status == accepted
@@ -38,6 +42,7 @@ class Acceptor {
   Stats& stats_;
   unique_fd reserve_;
   std::uint64_t shed_in_burst_ = 0;
+  bool in_burst_ = false;
 };
 
 }  // namespace polyecho

@@ -1,0 +1,42 @@
+#include "bench_plan.hpp"
+
+#include <time.h>
+
+#include <algorithm>
+
+namespace polyecho::bench {
+
+const char* to_string(BenchMode mode) noexcept {
+  switch (mode) {
+    case BenchMode::closed_loop:
+      return "closed_loop";
+    case BenchMode::open_loop:
+      return "open_loop";
+    case BenchMode::reconnect:
+      return "reconnect";
+    case BenchMode::idle:
+      return "idle";
+  }
+  return "?";
+}
+
+std::int64_t now_ns() noexcept {
+  timespec ts{};
+  ::clock_gettime(CLOCK_MONOTONIC, &ts);  // vDSO: no syscall, about 20 ns
+  return static_cast<std::int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+}
+
+void BenchTotals::merge(const BenchTotals& o) {
+  messages += o.messages;
+  connections_ok += o.connections_ok;
+  connections_failed += o.connections_failed;
+  starved += o.starved;
+  not_opened += o.not_opened;
+  behind_schedule += o.behind_schedule;
+  last_completion = std::max(last_completion, o.last_completion);
+  errors.merge(o.errors);
+  latency.merge(o.latency);
+  if (first_error.empty()) first_error = o.first_error;
+}
+
+}  // namespace polyecho::bench

@@ -1,0 +1,89 @@
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <vector>
+
+namespace polyecho::bench {
+
+// The bytes the bench sends, and how it checks what comes back, without keeping a copy.
+//
+// Message `seq` of connection `conn` is fully determined by (conn, seq, size):
+//   [0, 4)   conn, little-endian
+//   [4, 12)  seq, little-endian
+//   [12, 16) size, little-endian
+//   [16, size) a pseudo-random pattern, rotated by a function of (conn, seq)
+// so a byte echoed from another connection, from another message, out of order, or flipped
+// compares unequal. Because any byte can be regenerated from its position, neither side of a
+// connection buffers what it sent: the sender fills a scratch buffer on demand and the
+// receiver compares each chunk as it arrives (memcmp against the pattern table).
+class Payload {
+ public:
+  static constexpr std::size_t kHeaderSize = 16;
+
+  // `size` >= kHeaderSize. Builds the pattern table once (size + 256 bytes).
+  explicit Payload(std::size_t size);
+
+  [[nodiscard]] std::size_t size() const noexcept { return size_; }
+  // Bytes [offset, offset + out.size()) of message (conn, seq); the range must fit the message.
+  void fill(std::uint32_t conn, std::uint64_t seq, std::size_t offset,
+            std::span<char> out) const noexcept;
+  // True when `got` equals bytes [offset, offset + got.size()) of message (conn, seq).
+  [[nodiscard]] bool matches(std::uint32_t conn, std::uint64_t seq, std::size_t offset,
+                             std::span<const char> got) const noexcept;
+
+ private:
+  [[nodiscard]] static std::size_t rotation(std::uint32_t conn, std::uint64_t seq) noexcept;
+
+  std::size_t size_;
+  std::vector<char> pattern_;
+};
+
+// A position in a connection's endless stream of messages.
+struct StreamCursor {
+  std::uint64_t seq = 0;   // message number
+  std::size_t offset = 0;  // byte within that message
+};
+
+// Fills `out` with the stream's bytes from `from` up to (not including) message `end_seq`.
+// Returns how many bytes it wrote. `from` is not moved: call advance() with what was sent.
+std::size_t fill_stream(const Payload& payload, std::uint32_t conn, StreamCursor from,
+                        std::uint64_t end_seq, std::span<char> out) noexcept;
+
+// Checks `got` against the stream at `at` and moves `at` past it. Returns false at the first
+// mismatch (then `at` is unspecified). `on_complete(seq)` runs for every message finished.
+template <typename OnComplete>
+bool verify_stream(const Payload& payload, std::uint32_t conn, StreamCursor& at,
+                   std::span<const char> got, OnComplete&& on_complete) {
+  while (!got.empty()) {
+    const std::size_t n = std::min(got.size(), payload.size() - at.offset);
+    if (!payload.matches(conn, at.seq, at.offset, got.first(n))) return false;
+    got = got.subspan(n);
+    at.offset += n;
+    if (at.offset == payload.size()) {
+      on_complete(at.seq);
+      ++at.seq;
+      at.offset = 0;
+    }
+  }
+  return true;
+}
+
+// Moves `at` forward by `bytes`. `on_start(seq)` runs for every message whose first byte is
+// among them (the bench stamps its send time there).
+template <typename OnStart>
+void advance(const Payload& payload, StreamCursor& at, std::size_t bytes, OnStart&& on_start) {
+  while (bytes > 0) {
+    if (at.offset == 0) on_start(at.seq);
+    const std::size_t n = std::min(bytes, payload.size() - at.offset);
+    at.offset += n;
+    bytes -= n;
+    if (at.offset == payload.size()) {
+      ++at.seq;
+      at.offset = 0;
+    }
+  }
+}
+
+}  // namespace polyecho::bench

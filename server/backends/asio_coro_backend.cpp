@@ -1,0 +1,308 @@
+// asio-coro: C++20 stackless coroutines on standalone Asio. Each connection is one straight-line
+// coroutine (read into the Session, write its output, repeat); a parked connection costs its
+// coroutine frame, its socket and its Session buffer, and no stack.
+//
+// Threads: --workers N io_contexts (default 1), each run by one thread; the main thread runs
+// context 0, which also owns the acceptor and the stop watcher. The one acceptor hands sockets
+// to the contexts round-robin (docs/COROUTINES.md says why not SO_REUSEPORT). A connection
+// lives on one context for its whole life, so its Session is only ever touched by one thread.
+//
+// Stopping: the core's stop_signal owns SIGINT/SIGTERM. We watch its sticky stop fd rather than
+// use asio::signal_set, which would install its own handler over the core's and lose "a second
+// signal exits at once" (and stop_signal::requested()).
+#include <spdlog/spdlog.h>
+
+#include <asio/co_spawn.hpp>
+#include <asio/detached.hpp>
+#include <asio/executor_work_guard.hpp>
+#include <asio/experimental/as_tuple.hpp>
+#include <asio/experimental/awaitable_operators.hpp>
+#include <asio/io_context.hpp>
+#include <asio/ip/tcp.hpp>
+#include <asio/posix/stream_descriptor.hpp>
+#include <asio/post.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/use_awaitable.hpp>
+#include <asio/write.hpp>
+#include <atomic>
+#include <cstring>
+#include <memory>
+#include <thread>
+#include <unordered_set>
+#include <vector>
+
+#include "core/accept_loop.hpp"
+#include "core/blocking_connection.hpp"
+#include "polyecho/acceptor.hpp"
+#include "polyecho/session.hpp"
+#include "polyecho/stop_signal.hpp"
+
+namespace polyecho {
+namespace {
+
+using asio::ip::tcp;
+using Clock = std::chrono::steady_clock;
+using namespace asio::experimental::awaitable_operators;
+
+// Every await hands back its error code instead of throwing: a peer's error is a normal result.
+constexpr auto kNoThrow = asio::experimental::as_tuple(asio::use_awaitable);
+
+// One io_context and the sockets of the connections it serves. `live` is touched only on this
+// context's thread. It is declared before `io` because destroying `io` destroys any coroutine
+// frame still parked in it, and those frames deregister from `live`.
+struct Worker {
+  std::unordered_set<tcp::socket*> live;
+  asio::io_context io{1};  // concurrency hint: exactly one thread runs it
+  asio::executor_work_guard<asio::io_context::executor_type> keep_running{io.get_executor()};
+};
+
+// One connection's state, held in its coroutine frame: allocated once per connection, never per
+// message. Counts itself active for its lifetime and adds its bytes to Stats when it ends.
+struct Connection {
+  Connection(Worker& owner, tcp::socket connected, const ServerContext& context)
+      : worker(owner),
+        stats(context.stats),
+        active(context.stats),
+        socket(std::move(connected)),
+        session(context.config.protocol) {
+    worker.live.insert(&socket);
+  }
+  ~Connection() {
+    counters.flush_to(stats);
+    worker.live.erase(&socket);
+  }
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+
+  Worker& worker;
+  Stats& stats;
+  ActiveGuard active;
+  tcp::socket socket;
+  Session session;
+  ConnectionCounters counters;
+  Clock::time_point deadline{};  // idle deadline; every read and write pushes it forward
+};
+
+class Server {
+ public:
+  explicit Server(ServerContext& context)
+      : context_(context), workers_(make_workers(context.config)) {}
+
+  // On the normal path every context has run dry and every thread is joined by now; this is
+  // for an exception in run(). Contexts 1..N-1 die first because their frames may post to
+  // context 0, which dies last, after the acceptor and timers that live on it.
+  ~Server() {
+    for (auto& w : workers_) w->io.stop();
+    for (auto& t : threads_) t.join();
+    while (workers_.size() > 1) workers_.pop_back();
+  }
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  int run() {
+    set_nonblocking(context_.listener.get());  // the Acceptor must see EAGAIN, never block
+    acceptor_.assign(protocol_, context_.listener.get());
+    (void)context_.listener.release();  // owned by acceptor_ now
+    const int stop_fd = ::dup(stop_signal::stop_fd());  // stop_watch_ closes its own copy
+    if (stop_fd < 0) throw_errno("dup");
+    stop_watch_.assign(stop_fd);
+    asio::co_spawn(main_io(), accept_loop(), asio::detached);
+    asio::co_spawn(main_io(), supervise(), asio::detached);
+    for (std::size_t i = 1; i < workers_.size(); ++i) {
+      threads_.emplace_back([&io = workers_[i]->io] {
+        stop_signal::block_in_this_thread();  // signals go to the main thread
+        io.run();
+      });
+    }
+    main_io().run();
+    for (auto& t : threads_) t.join();
+    threads_.clear();
+    return 0;
+  }
+
+ private:
+  static std::vector<std::unique_ptr<Worker>> make_workers(const ServerConfig& config) {
+    std::vector<std::unique_ptr<Worker>> workers(config.workers == 0 ? 1 : config.workers);
+    for (auto& w : workers) w = std::make_unique<Worker>();
+    return workers;
+  }
+  asio::io_context& main_io() { return workers_.front()->io; }
+
+  // Reuses the shared Acceptor (EINTR, ECONNABORTED, EMFILE shedding with a reserve fd, one
+  // log line per burst); Asio only tells us when the listener is readable. We wait only after
+  // EAGAIN: Asio's epoll is edge-triggered, so a backlog left half-drained would never wake us.
+  asio::awaitable<void> accept_loop() {
+    Acceptor acceptor(acceptor_.native_handle(), context_.stats);
+    while (acceptor_.is_open()) {
+      auto result = acceptor.accept_one(/*nonblocking=*/false);  // Asio sets O_NONBLOCK itself
+      switch (result.status) {
+        case Acceptor::Status::accepted:
+          admit(std::move(result.fd));
+          break;
+        case Acceptor::Status::shed:
+          break;
+        case Acceptor::Status::would_block:
+          co_await acceptor_.async_wait(tcp::acceptor::wait_read, kNoThrow);
+          break;
+        case Acceptor::Status::failed:
+          spdlog::error("accept: {}", std::strerror(result.error));
+          [[fallthrough]];  // unknown trouble: back off rather than spin
+        case Acceptor::Status::exhausted:
+          backoff_.expires_after(Acceptor::kExhaustedBackoff);
+          co_await backoff_.async_wait(kNoThrow);
+          break;
+        case Acceptor::Status::stopped:
+          co_return;
+      }
+    }
+  }
+
+  // Runs on the acceptor's thread, so open_ only grows here and the limit is exact.
+  void admit(unique_fd fd) {
+    if (open_.load() >= context_.config.max_connections) {
+      reject_connection(std::move(fd), context_.stats);
+      return;
+    }
+    open_.fetch_add(1);
+    Worker& worker = *workers_[next_worker_++ % workers_.size()];
+    asio::co_spawn(worker.io, serve(worker, std::move(fd)), asio::detached);
+  }
+
+  // Stop: close the listener, let connections finish until --drain-timeout, cut the rest, and
+  // release every context so that run() returns once its last coroutine has ended.
+  asio::awaitable<void> supervise() {
+    co_await stop_watch_.async_wait(asio::posix::stream_descriptor::wait_read, kNoThrow);
+    acceptor_.close();
+    backoff_.cancel();
+    stopping_.store(true);
+    if (open_.load() > 0) {
+      drain_.expires_after(context_.config.drain_timeout);
+      co_await drain_.async_wait(kNoThrow);  // cancelled early by the last connection to end
+    }
+    for (auto& w : workers_) {
+      asio::post(w->io, [&worker = *w] {
+        for (tcp::socket* socket : worker.live) socket->close();  // aborts its pending read/write
+        worker.keep_running.reset();
+      });
+    }
+  }
+
+  asio::awaitable<void> serve(Worker& worker, unique_fd fd) {
+    try {
+      prepare_connection(fd.get(), context_.config, /*blocking=*/false);
+      tcp::socket socket(worker.io);
+      socket.assign(protocol_, fd.get());
+      (void)fd.release();  // the socket owns it now
+      Connection connection(worker, std::move(socket), context_);
+      if (context_.config.idle_timeout.count() > 0) {
+        touch(connection);
+        co_await (echo(connection) || watchdog(connection));  // the loser is cancelled
+      } else {
+        co_await echo(connection);
+      }
+    } catch (const std::exception& e) {
+      context_.stats.errors.fetch_add(1, std::memory_order_relaxed);
+      spdlog::debug("connection failed: {}", e.what());
+    }
+    connection_ended();
+  }
+
+  // The echo loop, straight-line. Session decides what to send and when to stop; no allocation
+  // or copy per message (Asio recycles the per-operation frames; see docs/COROUTINES.md).
+  asio::awaitable<void> echo(Connection& c) {
+    for (;;) {
+      if (c.session.has_output()) {
+        const auto out = c.session.output();
+        auto [error, sent] =
+            co_await asio::async_write(c.socket, asio::buffer(out.data(), out.size()), kNoThrow);
+        c.counters.bytes_out += sent;
+        if (error) {
+          count_error(error);
+          co_return;
+        }
+        c.session.on_sent(sent);
+        touch(c);
+      }
+      if (c.session.finished()) co_return;
+      const auto space = c.session.input_space();
+      if (space.empty()) co_return;  // cannot happen after a full flush; never spin on it
+      auto [error, received] =
+          co_await c.socket.async_read_some(asio::buffer(space.data(), space.size()), kNoThrow);
+      if (error == asio::error::eof) {
+        c.session.on_peer_eof();  // half-close: flush what is owed, then finish
+      } else if (error) {
+        count_error(error);
+        co_return;
+      } else {
+        c.counters.bytes_in += received;
+        c.session.on_received(received);
+        touch(c);
+      }
+    }
+  }
+
+  // Returns (and so, through operator||, cancels the echo) once the connection has been idle
+  // for --idle-timeout. The timer is re-armed once per idle period, not once per message.
+  asio::awaitable<void> watchdog(Connection& c) {
+    asio::steady_timer timer(c.socket.get_executor());
+    while (Clock::now() < c.deadline) {
+      timer.expires_at(c.deadline);
+      auto [error] = co_await timer.async_wait(kNoThrow);
+      if (error) co_return;  // cancelled: the echo ended first
+    }
+  }
+
+  void touch(Connection& c) const {
+    if (context_.config.idle_timeout.count() > 0)
+      c.deadline = Clock::now() + context_.config.idle_timeout;
+  }
+
+  // Our own cancellation (idle timeout, drain cut) is not an error; a peer's reset is.
+  void count_error(const std::error_code& error) {
+    if (error == asio::error::operation_aborted || error == asio::error::bad_descriptor) return;
+    context_.stats.errors.fetch_add(1, std::memory_order_relaxed);
+    spdlog::debug("connection ended: {}", error.message());
+  }
+
+  // Any thread. The last connection out during a drain ends the drain wait early.
+  void connection_ended() {
+    if (open_.fetch_sub(1) == 1 && stopping_.load()) {
+      asio::post(main_io(), [this] { drain_.cancel(); });
+    }
+  }
+
+  ServerContext& context_;
+  tcp protocol_ = context_.bound.family() == AF_INET6 ? tcp::v6() : tcp::v4();
+  std::vector<std::unique_ptr<Worker>> workers_;
+  std::vector<std::thread> threads_;  // runs workers_[1..]; the main thread runs workers_[0]
+  // The following live on context 0 and are only touched by the main thread.
+  tcp::acceptor acceptor_{main_io()};
+  asio::posix::stream_descriptor stop_watch_{main_io()};
+  asio::steady_timer backoff_{main_io()};
+  asio::steady_timer drain_{main_io()};
+  std::size_t next_worker_ = 0;
+  // Shared between threads: admitted connections not yet ended, and "drain in progress".
+  std::atomic<std::size_t> open_{0};
+  std::atomic<bool> stopping_{false};
+};
+
+class AsioCoroBackend final : public Backend {
+ public:
+  int run(ServerContext& context) override {
+    Server server(context);
+    return server.run();
+  }
+};
+
+const BackendRegistrar kRegistrar{BackendInfo{
+    .name = "asio-coro",
+    .description = "C++20 coroutines on Asio: a coroutine per connection, --workers io_contexts",
+    .uses_workers = true,
+    .serves_concurrently = true,
+    .default_rank = 20,  // below epoll (100), above the blocking models
+    .variants = {"--workers 2"},
+    .create = [](const ServerConfig&) { return std::make_unique<AsioCoroBackend>(); },
+}};
+
+}  // namespace
+}  // namespace polyecho

@@ -1,0 +1,204 @@
+// The loop of one uring worker: accept (multishot when the kernel has it), a periodic tick for
+// idle timeouts, accept backoff and the drain deadline, and a poll on the stop fd.
+#include "uring/uring_worker.hpp"
+
+#include <poll.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "core/accept_loop.hpp"
+#include "polyecho/stop_signal.hpp"
+
+namespace polyecho::uring {
+
+namespace {
+// Buffer pool per ring: 256 x 16 KiB = 4 MiB of address space, resident only once used.
+constexpr unsigned kProvidedBuffers = 256;
+constexpr std::size_t kProvidedBufferSize = 16 * 1024;
+// Out of descriptors: stop accepting this long, then try again (never spin on -EMFILE).
+constexpr auto kAcceptBackoff = std::chrono::milliseconds(50);
+}  // namespace
+
+UringWorker::UringWorker(ServerContext& context, unique_fd listener)
+    : context_(context),
+      config_(context.config),
+      listener_(std::move(listener)),
+      ring_(RingOptions{.sqpoll = context.config.sqpoll}) {
+  if (ring_.features().multishot_recv) {
+    try {
+      buffers_.emplace(*ring_.get(), 0, kProvidedBuffers, kProvidedBufferSize);
+    } catch (const std::system_error& e) {
+      spdlog::info("uring: no provided-buffer ring ({}); using single-shot recv", e.what());
+    }
+  }
+}
+
+UringWorker::~UringWorker() = default;
+
+void UringWorker::run() {
+  now_ = Clock::now();
+  io_uring_sqe* stop = ring_.sqe();
+  io_uring_prep_poll_add(stop, stop_signal::stop_fd(), POLLIN);
+  io_uring_sqe_set_data64(stop, kStop);
+  ++loop_ops_;
+  arm_accept();
+  if (config_.idle_timeout.count() > 0) arm_timer();
+  while (!finished()) {
+    ring_.submit_and_wait();
+    now_ = Clock::now();
+    auto& ready = ring_.ready();
+    for (std::size_t i = 0; i < ready.size(); ++i) handle(Completion(ready[i]));  // copy: may grow
+    ready.clear();
+    if (recycled_) rearm_starved();
+    if (stopping_ && open_.empty() && closing_.empty() && timer_armed_ && !timer_cancelled_) {
+      cancel(kTimer);  // nothing left to time: do not wait for the next tick to exit
+      timer_cancelled_ = true;
+    }
+  }
+}
+
+bool UringWorker::finished() const {
+  return stopping_ && open_.empty() && closing_.empty() && loop_ops_ == 0;
+}
+
+void UringWorker::handle(const Completion& completion) {
+  const std::uint64_t op = completion.user_data & kOpMask;
+  auto* c = reinterpret_cast<Connection*>(completion.user_data & ~kOpMask);
+  if (c != nullptr) {
+    if (op == kRecv)
+      on_recv(*c, completion.res, completion.flags);
+    else if (op == kSend)
+      on_send(*c, completion.res);
+    else
+      on_cancelled(*c);
+    return;
+  }
+  if (op == kAccept) return on_accept(completion.res, completion.flags);
+  --loop_ops_;
+  if (op == kTimer) {
+    timer_armed_ = false;
+    on_tick();
+  } else if (op == kStop) {
+    begin_stop();
+  }
+}
+
+void UringWorker::arm_accept() {
+  io_uring_sqe* sqe = ring_.sqe();
+  if (ring_.features().multishot_accept) {
+    io_uring_prep_multishot_accept(sqe, listener_.get(), nullptr, nullptr, SOCK_CLOEXEC);
+  } else {
+    io_uring_prep_accept(sqe, listener_.get(), nullptr, nullptr, SOCK_CLOEXEC);
+  }
+  io_uring_sqe_set_data64(sqe, kAccept);
+  accept_armed_ = true;
+  ++loop_ops_;
+}
+
+void UringWorker::on_accept(int result, std::uint32_t flags) {
+  const bool ended = (flags & IORING_CQE_F_MORE) == 0;
+  if (ended) {
+    accept_armed_ = false;
+    --loop_ops_;
+  }
+  if (result >= 0) {
+    if (accept_backoffs_ > 0) {
+      spdlog::warn("accept: descriptors available again after {} backoff(s)", accept_backoffs_);
+      accept_backoffs_ = 0;
+    }
+    admit(unique_fd(result));
+  } else if (result == -EMFILE || result == -ENFILE || result == -ENOBUFS || result == -ENOMEM) {
+    // Re-arming now would fail again at once: pause, and let the tick resume accepting.
+    if (accept_backoffs_++ == 0) {
+      spdlog::warn("accept: {}; pausing accept for {} ms at a time until descriptors free up",
+                   std::strerror(-result), kAcceptBackoff.count());
+    }
+    accept_paused_until_ = now_ + kAcceptBackoff;
+    if (!ended) cancel(kAccept);
+    if (!timer_armed_) arm_timer();
+    return;
+  } else if (result != -ECANCELED && result != -ECONNABORTED && result != -EINTR) {
+    spdlog::error("accept: {}", std::strerror(-result));
+  }
+  if (stopping_) {
+    if (ended) listener_.reset();  // no accept left in the kernel: the port can close
+    return;
+  }
+  if (ended && !accept_paused_until_) arm_accept();
+}
+
+void UringWorker::admit(unique_fd socket) {
+  if (stopping_) return;  // closing it refuses the client
+  const auto active =
+      static_cast<std::size_t>(context_.stats.active.load(std::memory_order_relaxed));
+  if (active >= config_.max_connections)
+    return reject_connection(std::move(socket), context_.stats);
+  try {
+    prepare_connection(socket.get(), config_, /*blocking=*/false);
+  } catch (const std::system_error&) {
+    return;  // the peer already reset; nothing to serve
+  }
+  Connection& c = open_.emplace_back(std::move(socket), config_.protocol, context_.stats);
+  c.self = std::prev(open_.end());
+  c.last_active = now_;
+  progress(c);
+}
+
+// One tick for everything time-based, so no connection carries its own timer: idle
+// connections are found from the front of open_ (least recently active first) and the walk
+// stops at the first one still in time.
+void UringWorker::arm_timer() {
+  auto interval = std::chrono::milliseconds(50);
+  if (config_.idle_timeout.count() > 0) {
+    interval = std::clamp(config_.idle_timeout / 4, std::chrono::milliseconds(10),
+                          std::chrono::milliseconds(250));
+  }
+  tick_.tv_sec = interval.count() / 1000;
+  tick_.tv_nsec = (interval.count() % 1000) * 1'000'000;
+  io_uring_sqe* sqe = ring_.sqe();
+  io_uring_prep_timeout(sqe, &tick_, 0, 0);
+  io_uring_sqe_set_data64(sqe, kTimer);
+  timer_armed_ = true;
+  ++loop_ops_;
+}
+
+void UringWorker::on_tick() {
+  if (accept_paused_until_ && now_ >= *accept_paused_until_) {
+    accept_paused_until_.reset();
+    if (!stopping_ && !accept_armed_) arm_accept();
+  }
+  if (config_.idle_timeout.count() > 0) {
+    while (!open_.empty() && now_ - open_.front().last_active >= config_.idle_timeout) {
+      close_connection(open_.front(), 0);
+    }
+  }
+  if (stopping_ && now_ >= drain_deadline_) {
+    while (!open_.empty()) close_connection(open_.front(), 0);
+  }
+  const bool needed = config_.idle_timeout.count() > 0 || accept_paused_until_ || stopping_;
+  if (needed && !(stopping_ && open_.empty() && closing_.empty())) arm_timer();
+}
+
+void UringWorker::begin_stop() {
+  stopping_ = true;
+  drain_deadline_ = now_ + config_.drain_timeout;
+  accept_paused_until_.reset();
+  if (accept_armed_) {
+    cancel(kAccept);  // the listener closes when the accept's last CQE arrives
+  } else {
+    listener_.reset();
+  }
+  if (!timer_armed_) arm_timer();
+}
+
+void UringWorker::cancel(std::uint64_t user_data) {
+  io_uring_sqe* sqe = ring_.sqe();
+  io_uring_prep_cancel64(sqe, user_data, 0);
+  const std::uint64_t owner = user_data & ~kOpMask;
+  io_uring_sqe_set_data64(sqe, owner == 0 ? kLoopCancel : owner | kCancel);
+  if (owner == 0) ++loop_ops_;
+}
+
+}  // namespace polyecho::uring

@@ -1,0 +1,124 @@
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <list>
+#include <optional>
+#include <vector>
+
+#include "core/backend.hpp"
+#include "core/blocking_connection.hpp"
+#include "polyecho/session.hpp"
+#include "uring/buffer_ring.hpp"
+#include "uring/ring.hpp"
+
+namespace polyecho::uring {
+
+using Clock = std::chrono::steady_clock;
+
+// One accepted connection. Owned by its worker's lists; freed only when `inflight` is zero,
+// because the kernel still holds its address in the user_data of every pending operation.
+struct Connection {
+  Connection(unique_fd socket, const ProtocolConfig& protocol, Stats& stats)
+      : fd(std::move(socket)), session(protocol), active(stats) {}
+
+  // A provided buffer whose bytes are not yet in the Session (in arrival order).
+  struct Held {
+    std::uint16_t id;
+    std::uint32_t offset;
+    std::uint32_t length;
+  };
+
+  unique_fd fd;
+  Session session;
+  ActiveGuard active;
+  ConnectionCounters counters;
+  std::list<Connection>::iterator self;  // position in open_ (idle order) or closing_
+  Clock::time_point last_active;
+  std::vector<Held> held;
+  std::size_t held_bytes = 0;
+  unsigned inflight = 0;  // operations whose final CQE has not arrived yet
+  bool recv_armed = false;
+  bool send_armed = false;  // at most one send in flight: bytes leave in order
+  bool cancel_pending = false;
+  bool starved = false;  // a multishot recv ended with -ENOBUFS; re-armed when buffers return
+  bool peer_eof = false;
+  bool closing = false;
+};
+
+// What a CQE completes: a Connection's address with the operation in its low bits (the
+// address is 8-aligned), or a null address for the worker's own operations.
+enum Op : std::uint64_t {
+  kRecv = 1,
+  kSend = 2,
+  kCancel = 3,
+  kAccept = 4,
+  kTimer = 5,
+  kStop = 6,
+  kLoopCancel = 7
+};
+constexpr std::uint64_t kOpMask = 7;
+static_assert(alignof(Connection) > kOpMask, "operation tags live in the low bits of the address");
+inline std::uint64_t tag(const Connection* c, Op op) {
+  return reinterpret_cast<std::uint64_t>(c) | op;
+}
+
+// One ring, one listener, one thread: accepts, echoes through Session, times out idle
+// connections and drains on stop. Everything here runs on the worker's thread.
+class UringWorker {
+ public:
+  UringWorker(ServerContext& context, unique_fd listener);
+  UringWorker(const UringWorker&) = delete;
+  UringWorker& operator=(const UringWorker&) = delete;
+  ~UringWorker();
+
+  void run();
+
+ private:
+  // Loop level (uring_worker.cpp).
+  void handle(const Completion& completion);
+  void arm_accept();
+  void on_accept(int result, std::uint32_t flags);
+  void admit(unique_fd socket);
+  void arm_timer();
+  void on_tick();
+  void begin_stop();
+  void cancel(std::uint64_t user_data);
+  [[nodiscard]] bool finished() const;
+
+  // Connection level (uring_connection.cpp).
+  void on_recv(Connection& c, int result, std::uint32_t flags);
+  void on_send(Connection& c, int result);
+  void on_cancelled(Connection& c);
+  void progress(Connection& c);
+  void absorb_held(Connection& c);
+  void arm_recv(Connection& c);
+  void arm_send(Connection& c);
+  void touch(Connection& c);
+  void close_connection(Connection& c, int error);
+  void free_if_done(Connection& c);
+  void rearm_starved();
+
+  ServerContext& context_;
+  const ServerConfig& config_;
+  unique_fd listener_;
+  Ring ring_;
+  std::optional<ProvidedBufferRing> buffers_;  // present when multishot recv is used
+  std::list<Connection> open_;     // least recently active first: the idle timeout's order
+  std::list<Connection> closing_;  // closed, waiting for their last completions
+  std::vector<Connection*> starved_;
+  bool recycled_ = false;  // a provided buffer went back this batch
+  Clock::time_point now_;
+
+  unsigned loop_ops_ = 0;  // accept, timer, stop poll and their cancels
+  bool accept_armed_ = false;
+  bool timer_armed_ = false;
+  bool timer_cancelled_ = false;
+  bool stopping_ = false;
+  Clock::time_point drain_deadline_;
+  std::optional<Clock::time_point> accept_paused_until_;
+  std::uint64_t accept_backoffs_ = 0;  // EMFILE/ENFILE backoffs in the current burst
+  __kernel_timespec tick_{};
+};
+
+}  // namespace polyecho::uring
