@@ -1,18 +1,15 @@
 #include "core/reactor.hpp"
 
-#include <fcntl.h>
-#include <signal.h>
 #include <spdlog/spdlog.h>
 #include <sys/select.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cstring>
 #include <optional>
-#include <thread>
 
 #include "core/accept_loop.hpp"
 #include "core/blocking_connection.hpp"
+#include "core/loop_threads.hpp"
 #include "polyecho/stop_signal.hpp"
 
 namespace polyecho {
@@ -193,40 +190,16 @@ int run_reactors(ServerContext& context, unsigned workers,
   workers = std::max(workers, 1u);
   // Everything that can fail at setup fails here, on the calling thread, before any thread.
   const bool shared = workers > 1;
+  // reactors[0], which this thread runs, gets the original; the others watch dups of it.
+  std::vector<unique_fd> listeners(workers);
+  for (unsigned i = 1; i < workers; ++i) listeners[i] = dup_listener(context.listener.get());
+  listeners[0] = std::move(context.listener);
   std::vector<std::unique_ptr<Reactor>> reactors;
-  for (unsigned i = 1; i < workers; ++i) {
-    unique_fd dup(::fcntl(context.listener.get(), F_DUPFD_CLOEXEC, 0));
-    if (!dup) throw_errno("fcntl(F_DUPFD_CLOEXEC)");
-    reactors.push_back(std::make_unique<Reactor>(context.config, context.stats, std::move(dup),
+  for (auto& listener : listeners) {
+    reactors.push_back(std::make_unique<Reactor>(context.config, context.stats, std::move(listener),
                                                  make_multiplexer(), shared));
   }
-  // The original goes to reactors[0], which this thread runs.
-  reactors.insert(reactors.begin(), std::make_unique<Reactor>(context.config, context.stats,
-                                                              std::move(context.listener),
-                                                              make_multiplexer(), shared));
-  std::atomic<int> exit_code{0};
-  const auto run_one = [&exit_code](Reactor& reactor) {
-    try {
-      reactor.run();
-    } catch (const std::exception& e) {
-      spdlog::error("reactor failed: {}", e.what());
-      exit_code = 1;
-      stop_signal::request();  // the others drain and stop too
-    }
-  };
-  std::vector<std::jthread> threads;
-  {
-    // Helpers inherit a mask that blocks SIGINT/SIGTERM, so signals land on this thread; the
-    // sticky stop fd then wakes every reactor.
-    sigset_t saved;
-    ::pthread_sigmask(SIG_SETMASK, nullptr, &saved);
-    stop_signal::block_in_this_thread();
-    for (unsigned i = 1; i < workers; ++i) threads.emplace_back([&, i] { run_one(*reactors[i]); });
-    ::pthread_sigmask(SIG_SETMASK, &saved, nullptr);
-  }
-  run_one(*reactors[0]);
-  threads.clear();  // joins
-  return exit_code;
+  return run_loop_threads(workers, [&reactors](std::size_t i) { reactors[i]->run(); });
 }
 
 }  // namespace polyecho
