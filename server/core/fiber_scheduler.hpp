@@ -136,8 +136,8 @@ void FiberScheduler::spawn(Kind kind, Body body) {
         boost::context::preallocated(task.stack.sp, task.stack.size, task.stack),
         PooledStackAllocator{&stacks_},
         [this, &task, body = std::move(body)](boost::context::fiber&& caller) mutable {
+          entered(task);  // first: ASan must learn of the switch before anything else runs
           task.caller = std::move(caller);
-          entered(task);
           try {
             body();
           } catch (const std::exception& e) {  // not forced_unwind: that one must pass
