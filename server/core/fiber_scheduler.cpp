@@ -146,7 +146,10 @@ void FiberScheduler::unwatch(Task& task) {
 void FiberScheduler::run() {
   while (!timed_.empty() || !untimed_.empty()) {
     multiplexer_->wait(ready_, starting_.empty() ? next_timeout_ms() : 0);
-    for (const ReadyEvent& event : ready_) dispatch(event);
+    // Connections before services: a connection that ends frees its descriptor before the
+    // acceptor runs, so at the descriptor limit a newcomer is admitted rather than shed.
+    for (const ReadyEvent& event : ready_) dispatch(event, Kind::connection);
+    for (const ReadyEvent& event : ready_) dispatch(event, Kind::service);
     // A signal may land while we wait (EINTR, empty list) before the stop fd is reported.
     if (!stopping_ && stop_signal::requested()) begin_stop();
     // New fibers run until their first wait. By index: the acceptor, itself new on the first
@@ -157,7 +160,7 @@ void FiberScheduler::run() {
   }
 }
 
-void FiberScheduler::dispatch(const ReadyEvent& event) {
+void FiberScheduler::dispatch(const ReadyEvent& event, Kind kind) {
   if (event.fd == stop_signal::stop_fd()) {
     begin_stop();
     return;
@@ -165,7 +168,9 @@ void FiberScheduler::dispatch(const ReadyEvent& event) {
   const auto slot = static_cast<std::size_t>(event.fd);
   // An event for an fd whose fiber ended earlier in this batch is stale; if the number was
   // reused since, the new owner sees a spurious wake-up and its syscall says EAGAIN.
-  if (slot >= by_fd_.size() || by_fd_[slot] == nullptr || !by_fd_[slot]->parked) return;
+  if (slot >= by_fd_.size() || by_fd_[slot] == nullptr || !by_fd_[slot]->parked ||
+      by_fd_[slot]->kind != kind)
+    return;
   resume(*by_fd_[slot], Wake::ready);
 }
 

@@ -86,7 +86,7 @@ class FiberScheduler {
   Wake park(std::chrono::milliseconds timeout);
   void watch(Task& task, int fd, std::uint32_t interest);
   void unwatch(Task& task);
-  void dispatch(const ReadyEvent& event);
+  void dispatch(const ReadyEvent& event, Kind kind);
   void begin_stop();
   void cancel(bool services_only);
   void expire_timers();
