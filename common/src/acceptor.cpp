@@ -21,6 +21,17 @@ std::mutex& descriptor_mutex() {
   return mutex;
 }
 
+// The shedding burst, process-wide because descriptor exhaustion is; guarded by
+// descriptor_mutex() (shed_one and end_burst only run under it).
+struct Burst {
+  std::uint64_t shed = 0;
+  bool active = false;
+};
+Burst& burst() {
+  static Burst state;
+  return state;
+}
+
 unique_fd open_reserve() { return unique_fd(::open("/dev/null", O_RDONLY | O_CLOEXEC)); }
 }  // namespace
 
@@ -58,8 +69,8 @@ Acceptor::Result Acceptor::accept_one(bool nonblocking) {
 }
 
 Acceptor::Result Acceptor::shed_one(int error) {
-  if (!in_burst_) {
-    in_burst_ = true;  // once per burst, even while every attempt ends `exhausted`
+  if (!burst().active) {
+    burst().active = true;  // once per burst, even while every attempt ends `exhausted`
     spdlog::warn("accept: {}; shedding new connections until descriptors free up", std::strerror(error));
   }
   if (!reserve_) {
@@ -79,16 +90,16 @@ Acceptor::Result Acceptor::shed_one(int error) {
   // allocated first), so the victim's EAGAIN means "nothing to shed": wait, don't back off.
   if (victim_error == EAGAIN || victim_error == EWOULDBLOCK) return {Status::would_block, {}, 0};
   if (!got_victim) return {Status::exhausted, {}, error};
-  ++shed_in_burst_;
+  ++burst().shed;
   stats_.rejected.fetch_add(1, std::memory_order_relaxed);
   return {Status::shed, {}, error};
 }
 
 void Acceptor::end_burst() {
-  if (in_burst_) {
-    in_burst_ = false;
-    spdlog::warn("accept: descriptors available again; shed {} connection(s)", shed_in_burst_);
-    shed_in_burst_ = 0;
+  if (burst().active) {
+    burst().active = false;
+    spdlog::warn("accept: descriptors available again; shed {} connection(s)", burst().shed);
+    burst().shed = 0;
   }
 }
 

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <atomic>
+#include <mutex>
 
 #include "core/server_config.hpp"
 #include "polyecho/stats.hpp"
@@ -38,6 +39,8 @@ class ActiveGuard {
     stats_.accepted.fetch_add(1, std::memory_order_relaxed);
     stats_.active.fetch_add(1, std::memory_order_relaxed);
   }
+  // Takes over a slot already claimed with claim_active_slot (process-wide admission).
+  ActiveGuard(Stats& stats, std::adopt_lock_t) noexcept : stats_(stats) {}
   ~ActiveGuard() { stats_.active.fetch_sub(1, std::memory_order_relaxed); }
   ActiveGuard(const ActiveGuard&) = delete;
   ActiveGuard& operator=(const ActiveGuard&) = delete;

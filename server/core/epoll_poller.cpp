@@ -57,7 +57,8 @@ class EpollPoller final : public Multiplexer {
   void control(int op, int fd, std::uint32_t interest) {
     epoll_event e{};
     e.events = ((interest & kReadable) ? EPOLLIN : 0u) | ((interest & kWritable) ? EPOLLOUT : 0u) |
-               (edge_triggered_ ? static_cast<std::uint32_t>(EPOLLET) : 0u);
+               (edge_triggered_ ? static_cast<std::uint32_t>(EPOLLET) : 0u) |
+               ((interest & kExclusive) ? static_cast<std::uint32_t>(EPOLLEXCLUSIVE) : 0u);
     e.data.fd = fd;
     if (::epoll_ctl(epoll_.get(), op, fd, &e) != 0)
       throw_errno(op == EPOLL_CTL_ADD ? "epoll_ctl(ADD)" : "epoll_ctl(MOD)");

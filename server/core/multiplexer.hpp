@@ -13,6 +13,9 @@ enum Readiness : std::uint32_t {
   kReadable = 1u << 0,
   kWritable = 1u << 1,
   kError = 1u << 2,
+  // Interest hint for a listener shared by several loops: wake only one of them per new
+  // connection (epoll: EPOLLEXCLUSIVE, add() only). Multiplexers that cannot do it ignore it.
+  kExclusive = 1u << 3,
 };
 
 struct ReadyEvent {

@@ -1,19 +1,17 @@
 #include "core/reactor.hpp"
 
-#include "core/active_connections.hpp"
-
 #include <signal.h>
 #include <spdlog/spdlog.h>
 #include <sys/select.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cstring>
 #include <optional>
-#include <thread>
 
 #include "core/accept_loop.hpp"
+#include "core/active_connections.hpp"
 #include "core/blocking_connection.hpp"
+#include "core/loop_threads.hpp"
 #include "polyecho/stop_signal.hpp"
 
 namespace polyecho {
@@ -218,29 +216,7 @@ int run_reactors(ServerContext& context, unsigned workers,
     reactors.push_back(std::make_unique<Reactor>(
         context.config, context.stats, make_listener(context.bound, sibling), make_multiplexer()));
   }
-  std::atomic<int> exit_code{0};
-  const auto run_one = [&exit_code](Reactor& reactor) {
-    try {
-      reactor.run();
-    } catch (const std::exception& e) {
-      spdlog::error("reactor failed: {}", e.what());
-      exit_code = 1;
-      stop_signal::request();  // the others drain and stop too
-    }
-  };
-  std::vector<std::jthread> threads;
-  {
-    // Helpers inherit a mask that blocks SIGINT/SIGTERM, so signals land on this thread; the
-    // sticky stop fd then wakes every reactor.
-    sigset_t saved;
-    ::pthread_sigmask(SIG_SETMASK, nullptr, &saved);
-    stop_signal::block_in_this_thread();
-    for (unsigned i = 1; i < workers; ++i) threads.emplace_back([&, i] { run_one(*reactors[i]); });
-    ::pthread_sigmask(SIG_SETMASK, &saved, nullptr);
-  }
-  run_one(*reactors[0]);
-  threads.clear();  // joins
-  return exit_code;
+  return run_loop_threads(workers, [&reactors](std::size_t i) { reactors[i]->run(); });
 }
 
 }  // namespace polyecho

@@ -15,7 +15,9 @@ namespace polyecho {
 //    level-triggered listener stays readable forever and the loop spins at 100% CPU.
 //    When even the reserve is gone, the caller gets `exhausted` and must back off (stop
 //    watching the listener or wait) before trying again.
-//  - A burst of shedding is logged once when it starts and once when it ends.
+//  - A burst of shedding is logged once when it starts and once when it ends. The burst is
+//    process-wide, like the descriptor table: several Acceptors (one per loop thread) log it
+//    once between them, with the total shed.
 // Does not own the listening socket. One Acceptor per accepting thread.
 class Acceptor {
  public:
@@ -41,8 +43,6 @@ class Acceptor {
   int listen_fd_;
   Stats& stats_;
   unique_fd reserve_;
-  std::uint64_t shed_in_burst_ = 0;
-  bool in_burst_ = false;
 };
 
 }  // namespace polyecho

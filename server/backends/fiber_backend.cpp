@@ -1,0 +1,176 @@
+// fiber: stackful coroutines on Boost.Context. Every connection runs in its own fiber as
+// straight-line, blocking-style code (read, Session, write, repeat); a syscall that would
+// block parks the fiber in the thread's FiberScheduler until epoll says the socket is ready.
+// A parked connection costs its fiber stack (--stack-size reserved, with a guard page; only
+// touched pages are resident), its socket and its Session buffer, and no thread.
+//
+// --workers N: N schedulers on N threads, each with its own epoll and its own acceptor fiber,
+// all watching the one listener the core bound (each through a dup, EPOLLEXCLUSIVE). One
+// accept queue keeps arrival order and admission is checked against the process-wide
+// Stats::active at accept time, so --max-connections admits exactly the first comers.
+// A connection stays on the scheduler that accepted it: its Session needs no lock.
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cstring>
+#include <memory>
+#include <vector>
+
+#include "core/accept_loop.hpp"
+#include "core/blocking_connection.hpp"
+#include "core/fiber_scheduler.hpp"
+#include "core/loop_threads.hpp"
+#include "core/reactor_connection.hpp"
+#include "polyecho/acceptor.hpp"
+#include "polyecho/session.hpp"
+
+namespace polyecho {
+namespace {
+
+using Wake = FiberScheduler::Wake;
+
+// One connection, start to end, on its fiber's stack. The socket is non-blocking: EAGAIN
+// becomes a wait, and a wait that does not come back `ready` (idle timeout, drain cut) ends it.
+void serve(FiberScheduler& scheduler, unique_fd connection, const ServerConfig& config,
+           Stats& stats) {
+  const ActiveGuard active(stats, std::adopt_lock);  // the acceptor claimed the slot
+  const WatchedFd fd(scheduler, std::move(connection));
+  Session session(config.protocol);
+  ConnectionCounters counters;
+  int error = 0;
+  const auto idle = config.idle_timeout;
+  for (;;) {
+    while (error == 0 && session.has_output()) {
+      const IoResult r = send_some(fd.get(), session.output());  // MSG_NOSIGNAL, EINTR retried
+      if (r.bytes > 0) {
+        counters.bytes_out += static_cast<std::uint64_t>(r.bytes);
+        session.on_sent(static_cast<std::size_t>(r.bytes));
+      } else if (!r.would_block()) {
+        error = r.error;  // reset or worse: this connection only
+      } else if (scheduler.wait(fd.get(), kWritable, idle) != Wake::ready) {
+        break;  // a slow reader blocks only this fiber, until idle or the drain cut
+      }
+    }
+    if (error != 0 || session.has_output() || session.finished()) break;
+    const auto space = session.input_space();
+    if (space.empty()) break;  // cannot happen after a full flush; never spin on it
+    const IoResult r = read_some(fd.get(), space);
+    if (r.ok()) {
+      counters.bytes_in += static_cast<std::uint64_t>(r.bytes);
+      session.on_received(static_cast<std::size_t>(r.bytes));
+    } else if (r.eof()) {
+      session.on_peer_eof();  // half-close: flush what is owed, then finish
+    } else if (!r.would_block()) {
+      error = r.error;
+      break;
+    } else if (scheduler.wait(fd.get(), kReadable, idle) != Wake::ready) {
+      break;
+    }
+  }
+  counters.flush_to(stats);
+  if (error != 0) {
+    stats.errors.fetch_add(1, std::memory_order_relaxed);
+    spdlog::debug("connection fd {} ended: {}", fd.get(), std::strerror(error));
+  }
+}
+
+// On the accepting fiber: admission against the process-wide count, then a fiber of its own.
+void admit(FiberScheduler& scheduler, unique_fd fd, const ServerConfig& config, Stats& stats) {
+  if (!claim_active_slot(stats, config.max_connections)) {
+    reject_connection(std::move(fd), stats);
+    return;
+  }
+  try {
+    prepare_connection(fd.get(), config, /*blocking=*/false);
+    scheduler.spawn(FiberScheduler::Kind::connection,
+                    [&scheduler, &config, &stats, connection = std::move(fd)]() mutable {
+                      serve(scheduler, std::move(connection), config, stats);
+                    });
+  } catch (const std::exception& e) {
+    // setsockopt on a peer already gone, or no stack to be had (mmap): refuse this one only.
+    spdlog::debug("connection setup failed: {}", e.what());
+    release_active_slot(stats);
+    if (fd) {
+      reject_connection(std::move(fd), stats);
+    } else {
+      stats.rejected.fetch_add(1, std::memory_order_relaxed);  // spawn closed it
+    }
+  }
+}
+
+// The accepting fiber of one scheduler: the shared Acceptor (EINTR, ECONNABORTED, EMFILE
+// shedding) does the syscalls; EAGAIN waits for the listener, exhaustion sleeps instead of
+// spinning. Cancelled (a stop) at once; closing its listener copy refuses new connections.
+void accept_loop(FiberScheduler& scheduler, unique_fd listener, bool shared,
+                 const ServerConfig& config, Stats& stats) {
+  const WatchedFd watched(scheduler, std::move(listener));
+  Acceptor acceptor(watched.get(), stats);
+  const std::uint32_t interest = kReadable | (shared ? kExclusive : 0u);
+  for (;;) {
+    auto result = acceptor.accept_one(/*nonblocking=*/true);
+    Wake wake = Wake::ready;
+    switch (result.status) {
+      case Acceptor::Status::accepted:
+        admit(scheduler, std::move(result.fd), config, stats);
+        continue;
+      case Acceptor::Status::shed:
+        continue;
+      case Acceptor::Status::would_block:
+        wake = scheduler.wait(watched.get(), interest, std::chrono::milliseconds{0});
+        break;
+      case Acceptor::Status::stopped:
+        return;
+      case Acceptor::Status::failed:
+        spdlog::error("accept: {}", std::strerror(result.error));
+        [[fallthrough]];  // unknown trouble: back off rather than spin
+      case Acceptor::Status::exhausted:
+        wake = scheduler.sleep(Acceptor::kExhaustedBackoff);
+        break;
+    }
+    if (wake == Wake::cancelled) return;
+  }
+}
+
+class FiberBackend final : public Backend {
+ public:
+  explicit FiberBackend(const ServerConfig& config) : workers_(std::max(config.workers, 1u)) {}
+
+  int run(ServerContext& context) override {
+    const ServerConfig& config = context.config;
+    Stats& stats = context.stats;
+    const bool shared = workers_ > 1;
+    // The Acceptor must see EAGAIN, never block; the flag lives on the shared file, so the
+    // dups below have it too.
+    set_nonblocking(context.listener.get());
+    // Setup failures (epoll_create, dup, the first stack) happen here, before any thread.
+    std::vector<std::unique_ptr<FiberScheduler>> schedulers;
+    for (unsigned i = 0; i < workers_; ++i) {
+      unique_fd listener =
+          i + 1 < workers_ ? dup_listener(context.listener.get()) : std::move(context.listener);
+      auto scheduler = std::make_unique<FiberScheduler>(make_epoll_poller(/*edge_triggered=*/false),
+                                                        config.stack_size, config.drain_timeout);
+      scheduler->spawn(FiberScheduler::Kind::service,
+                       [&s = *scheduler, l = std::move(listener), shared, &config,
+                        &stats]() mutable { accept_loop(s, std::move(l), shared, config, stats); });
+      schedulers.push_back(std::move(scheduler));
+    }
+    return run_loop_threads(workers_, [&schedulers](std::size_t i) { schedulers[i]->run(); });
+  }
+
+ private:
+  unsigned workers_;
+};
+
+const BackendRegistrar kRegistrar{BackendInfo{
+    .name = "fiber",
+    .description = "stackful fibers (Boost.Context): a fiber per connection on an epoll "
+                   "scheduler; --workers N threads, --stack-size",
+    .uses_workers = true,
+    .serves_concurrently = true,
+    .default_rank = 15,  // below epoll (100) and asio-coro (20), above the blocking models
+    .variants = {"--workers 2"},
+    .create = [](const ServerConfig& config) { return std::make_unique<FiberBackend>(config); },
+}};
+
+}  // namespace
+}  // namespace polyecho

@@ -1,0 +1,156 @@
+#pragma once
+
+#include <boost/context/fiber.hpp>
+#include <chrono>
+#include <cstdint>
+#include <exception>
+#include <list>
+#include <memory>
+#include <utility>
+#include <vector>
+
+#include "core/fiber_stack.hpp"
+#include "core/multiplexer.hpp"
+#include "core/sanitizer_fiber.hpp"
+#include "polyecho/unique_fd.hpp"
+
+namespace polyecho {
+
+// A small run loop for stackful fibers (Boost.Context) on one thread. Fibers run straight-line
+// code; when a non-blocking syscall says EAGAIN, the fiber calls wait(fd, interest) and the
+// scheduler switches back to its loop, which asks the multiplexer what is ready and resumes
+// the fiber waiting on that fd. Each wait can carry a timeout (idle timeout, back-off).
+//
+// Stopping is decided here, once: the loop watches the sticky stop fd; on a stop it cancels
+// the `service` fibers (the acceptor) at once, lets `connection` fibers run on until
+// --drain-timeout, then cancels them too. A cancelled fiber's wait() returns `cancelled`, and
+// keeps doing so, so its loop ends and its RAII runs on its own stack before the stack is
+// freed; no fiber is ever destroyed while suspended.
+//
+// Owns the fibers, their stacks (through its pool) and the multiplexer. Not thread-safe: one
+// scheduler per thread; spawn() and wait() only from that thread (wait() only inside a fiber).
+class FiberScheduler {
+ public:
+  using Clock = std::chrono::steady_clock;
+  enum class Wake { ready, timed_out, cancelled };
+  enum class Kind { service, connection };
+
+  FiberScheduler(std::unique_ptr<Multiplexer> multiplexer, std::size_t stack_size,
+                 std::chrono::milliseconds drain_timeout);
+  ~FiberScheduler();
+  FiberScheduler(const FiberScheduler&) = delete;
+  FiberScheduler& operator=(const FiberScheduler&) = delete;
+
+  // Creates a fiber that will first run on the next pass of the loop. An exception escaping
+  // `body()` ends that fiber only (logged). Throws if no stack can be had; then `body` was
+  // never run and is destroyed here (so a body that owns an fd closes it).
+  template <typename Body>
+  void spawn(Kind kind, Body body);
+
+  // Inside a fiber: park until `fd` is ready for `interest` (Readiness bits), `timeout` passes
+  // (zero: no timeout) or the fiber is cancelled. The fd stays registered until the next wait
+  // on another fd or forget(); spurious `ready` is possible (retry the syscall).
+  [[nodiscard]] Wake wait(int fd, std::uint32_t interest, std::chrono::milliseconds timeout);
+  [[nodiscard]] Wake sleep(std::chrono::milliseconds duration);
+  // Inside a fiber, before it closes an fd it waited on.
+  void forget(int fd);
+
+  // Runs until every fiber has ended.
+  void run();
+
+ private:
+  struct Task;
+  using TaskList = std::list<Task>;
+  struct Task {
+    Kind kind;
+    boost::context::fiber context;  // the parked fiber (scheduler side); empty once ended
+    boost::context::fiber caller;   // the loop to switch back to (fiber side)
+    TaskList::iterator self;
+    TaskList* home = nullptr;  // timed_ (sorted by deadline) or untimed_
+    Clock::time_point deadline{};
+    boost::context::stack_context stack{};
+    void* fake_stack = nullptr;  // ASan bookkeeping only
+    int watched_fd = -1;
+    std::uint32_t watched_interest = 0;
+    Wake wake = Wake::ready;
+    bool parked = false;
+    bool cancelled = false;
+  };
+
+  Task& new_task(Kind kind);
+  void drop_task(Task& task) noexcept;
+  void entered(Task& task) noexcept;
+  static void failed(const std::exception& error) noexcept;
+  boost::context::fiber left(Task& task) noexcept;
+  void resume(Task& task, Wake wake);
+  Wake park(std::chrono::milliseconds timeout);
+  void watch(Task& task, int fd, std::uint32_t interest);
+  void unwatch(Task& task);
+  void dispatch(const ReadyEvent& event, Kind kind);
+  void begin_stop();
+  void cancel(bool services_only);
+  void expire_timers();
+  [[nodiscard]] int next_timeout_ms() const;
+
+  std::unique_ptr<Multiplexer> multiplexer_;
+  FiberStackPool stacks_;
+  std::chrono::milliseconds drain_timeout_;
+  TaskList timed_;
+  TaskList untimed_;
+  std::vector<Task*> starting_;  // spawned, not yet run
+  std::vector<Task*> by_fd_;     // fd -> the fiber waiting on it (or null); grows
+  std::vector<ReadyEvent> ready_;
+  Task* current_ = nullptr;
+  bool stopping_ = false;
+  Clock::time_point drain_deadline_{};
+  // The loop thread's own stack, for ASan's switch hooks (learned on the first switch).
+  const void* thread_stack_bottom_ = nullptr;
+  std::size_t thread_stack_size_ = 0;
+  void* thread_fake_stack_ = nullptr;
+};
+
+// An fd a fiber owns and waits on: forgets it in the scheduler before closing it, so the
+// multiplexer never watches a closed (or reused) descriptor.
+class WatchedFd {
+ public:
+  WatchedFd(FiberScheduler& scheduler, unique_fd fd) : scheduler_(scheduler), fd_(std::move(fd)) {}
+  ~WatchedFd() { scheduler_.forget(fd_.get()); }
+  WatchedFd(const WatchedFd&) = delete;
+  WatchedFd& operator=(const WatchedFd&) = delete;
+  [[nodiscard]] int get() const noexcept { return fd_.get(); }
+
+ private:
+  FiberScheduler& scheduler_;
+  unique_fd fd_;
+};
+
+template <typename Body>
+void FiberScheduler::spawn(Kind kind, Body body) {
+  Task& task = new_task(kind);
+  try {
+    task.stack = stacks_.allocate();
+    // preallocated: Boost keeps its control record at the top of our stack, and we keep the
+    // stack_context (ASan needs its bounds). The body is moved onto the fiber's own stack.
+    task.context = boost::context::fiber(
+        std::allocator_arg,
+        boost::context::preallocated(task.stack.sp, task.stack.size, task.stack),
+        PooledStackAllocator{&stacks_},
+        [this, &task, body = std::move(body)](boost::context::fiber&& caller) mutable {
+          entered(task);  // first: ASan must learn of the switch before anything else runs
+          task.caller = std::move(caller);
+          try {
+            body();
+          } catch (const std::exception& e) {  // not forced_unwind: that one must pass
+            failed(e);
+          }
+          return left(task);
+        });
+  } catch (...) {
+    if (task.stack.sp != nullptr && !task.context) stacks_.deallocate(task.stack);
+    drop_task(task);
+    throw;
+  }
+  starting_.push_back(&task);
+}
+
+}  // namespace polyecho
