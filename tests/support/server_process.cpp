@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -189,8 +190,9 @@ double ServerProcess::cpu_seconds() const {
   return total / ticks;
 }
 
-long ServerProcess::rss_kib() const {
-  std::ifstream in("/proc/" + std::to_string(pid_) + "/status");
+namespace {
+long rss_kib_of(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
   std::string key;
   while (in >> key) {
     if (key == "VmRSS:") {
@@ -202,11 +204,31 @@ long ServerProcess::rss_kib() const {
   }
   return 0;
 }
+}  // namespace
+
+long ServerProcess::rss_kib() const { return rss_kib_of(pid_); }
+
+long ServerProcess::total_rss_kib() const {
+  long total = rss_kib_of(pid_);
+  for (pid_t child : child_pids()) total += rss_kib_of(child);
+  return total;
+}
 
 bool process_exists(pid_t pid) {
   if (::kill(pid, 0) != 0) return errno != ESRCH;
   // A zombie still "exists" for kill(); report it, because a zombie is a leak we care about.
   return true;
+}
+
+CommandResult run_command(const std::string& shell_command) {
+  FILE* pipe = ::popen(shell_command.c_str(), "r");
+  if (pipe == nullptr) throw std::runtime_error("popen failed: " + shell_command);
+  std::string output;
+  char chunk[4096];
+  std::size_t n;
+  while ((n = std::fread(chunk, 1, sizeof chunk, pipe)) > 0) output.append(chunk, n);
+  const int status = ::pclose(pipe);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, output};
 }
 
 }  // namespace polyecho::test

@@ -59,6 +59,8 @@ class ServerProcess {
   [[nodiscard]] double cpu_seconds() const;
   // Resident set size of the server process in KiB.
   [[nodiscard]] long rss_kib() const;
+  // rss_kib() plus the RSS of every child (fork/prefork serve in children).
+  [[nodiscard]] long total_rss_kib() const;
 
  private:
   ServerProcess() = default;
@@ -72,5 +74,12 @@ class ServerProcess {
 };
 
 bool process_exists(pid_t pid);
+
+struct CommandResult {
+  int status;          // exit code, -1 if it did not exit normally
+  std::string output;  // stdout only; stderr goes to the test's stderr
+};
+// Runs a shell command to completion and captures its stdout.
+CommandResult run_command(const std::string& shell_command);
 
 }  // namespace polyecho::test
