@@ -64,7 +64,7 @@ bool eventually(Condition done) {
 bool new_client_is_served(std::uint16_t port) {
   return eventually([&] {
     auto fd = connect_loopback(port);
-    return round_trip(fd.get(), "newcomer");
+    return round_trip(fd.get(), "newcomer\n");  // LF: line mode echoes whole lines
   });
 }
 
@@ -92,7 +92,7 @@ TEST(HostileCli, MaxConnectionsHasAFiniteDefault) {
   ASSERT_EQ(help.status, 0);
   std::smatch match;
   ASSERT_TRUE(
-      std::regex_search(help.output, match, std::regex(R"(--max-connections \S*=([0-9]+))")))
+      std::regex_search(help.output, match, std::regex(R"(--max-connections [^\n]*=([0-9]+))")))
       << help.output;
   const auto limit = std::stoull(match[1].str());
   EXPECT_GT(limit, 0u);
@@ -100,20 +100,27 @@ TEST(HostileCli, MaxConnectionsHasAFiniteDefault) {
 }
 
 TEST_P(Hostile, FloodBeyondMaxConnectionsClosesExtrasAndKeepsTheAdmitted) {
-  // 3 is below the serving slots of every pool model's default, so refusal stays observable
-  // (a pool with 3 slots could also just leave the 4th in the backlog).
-  auto server = start({"--max-connections", "3"});
+  // The limit must sit below every pool's serving slots, or refusal is not observable: a pool
+  // whose slots are all busy does not accept, so extras wait in the backlog instead (the
+  // pools' documented behaviour, pool_test). The smallest pools registered as variants have 3
+  // slots (threadpool --workers 3, prefork --workers 1 --worker-threads 3), hence 2.
+  constexpr int kLimit = 2;
+  auto server = start({"--max-connections", std::to_string(kLimit)});
   std::vector<unique_fd> admitted;
   // One by one, each echo proving admission before the next arrives (several accept queues
   // give no order between simultaneous arrivals).
-  for (int i = 0; i < (concurrent() ? 3 : 1); ++i) {
+  for (int i = 0; i < (concurrent() ? kLimit : 1); ++i) {
     admitted.push_back(connect_loopback(server->port()));
     ASSERT_TRUE(round_trip(admitted.back().get(), "admitted " + std::to_string(i)));
   }
   std::vector<unique_fd> extras;
   for (int i = 0; i < 3; ++i) extras.push_back(connect_loopback(server->port()));
   if (concurrent()) {
-    for (auto& extra : extras) EXPECT_TRUE(refused(extra.get())) << "an extra client was served";
+    for (auto& extra : extras) {
+      const PeerEnd end = wait_for_close(extra.get());
+      EXPECT_TRUE(end == PeerEnd::closed || end == PeerEnd::reset)
+          << "an extra client was " << (end == PeerEnd::data ? "served" : "left hanging");
+    }
     for (auto& fd : admitted) EXPECT_TRUE(round_trip(fd.get(), "still admitted"));
     return;
   }
