@@ -12,10 +12,9 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
-#include <fstream>
 #include <future>
-#include <regex>
 #include <thread>
 
 #include "polyecho/socket_ops.hpp"
@@ -35,15 +34,6 @@ bool round_trip(int fd, const std::string& message) {
 bool refused(int fd) {
   const PeerEnd end = wait_for_close(fd);
   return end == PeerEnd::closed || end == PeerEnd::reset;
-}
-
-char process_state(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-  std::string text;
-  std::getline(in, text);
-  const auto close_paren = text.rfind(')');
-  return close_paren == std::string::npos || close_paren + 2 >= text.size() ? '?'
-                                                                            : text[close_paren + 2];
 }
 
 // Waits, bounded by the safety timeout, until `done()` holds. For conditions nobody can
@@ -68,19 +58,18 @@ bool new_client_is_served(std::uint16_t port) {
   });
 }
 
+// The number after "KEY=" in the server's stats line; UINT64_MAX when absent.
 std::uint64_t stat_field(const std::string& line, const std::string& key) {
-  std::smatch match;
-  if (!std::regex_search(line, match, std::regex(key + "=([0-9]+)"))) return UINT64_MAX;
-  return std::stoull(match[1].str());
+  const auto at = line.find(" " + key + "=");
+  if (at == std::string::npos) return UINT64_MAX;
+  return std::strtoull(line.c_str() + at + key.size() + 2, nullptr, 10);
 }
 
 class Hostile : public ::testing::TestWithParam<BackendCase> {
  protected:
   std::unique_ptr<ServerProcess> start(const std::vector<std::string>& extra = {},
                                        ServerProcess::Options options = {}) {
-    auto server = ServerProcess::start(GetParam().args(extra), options);
-    if (!server) throw std::runtime_error("server failed to start");
-    return server;
+    return start_server(GetParam().args(extra), options);
   }
   [[nodiscard]] bool concurrent() const { return GetParam().serves_concurrently; }
 };
@@ -90,11 +79,13 @@ class Hostile : public ::testing::TestWithParam<BackendCase> {
 TEST(HostileCli, MaxConnectionsHasAFiniteDefault) {
   const CommandResult help = run_command(server_binary() + " --help");
   ASSERT_EQ(help.status, 0);
-  std::smatch match;
-  ASSERT_TRUE(
-      std::regex_search(help.output, match, std::regex(R"(--max-connections [^\n]*=([0-9]+))")))
-      << help.output;
-  const auto limit = std::stoull(match[1].str());
+  // The option's help line ends in "=DEFAULT" (CLI11); no default means no "=".
+  const auto option = help.output.find("--max-connections ");
+  ASSERT_NE(option, std::string::npos) << help.output;
+  const std::string line = help.output.substr(option, help.output.find('\n', option) - option);
+  const auto equals = line.rfind('=');
+  ASSERT_NE(equals, std::string::npos) << "no default shown: " << line;
+  const auto limit = std::strtoull(line.c_str() + equals + 1, nullptr, 10);
   EXPECT_GT(limit, 0u);
   EXPECT_LE(limit, 1'000'000u) << "a default a client could never reach is no limit";
 }
@@ -316,8 +307,7 @@ INSTANTIATE_TEST_SUITE_P(AllBackends, Hostile, ::testing::ValuesIn(all_backend_c
 // fork only: prefork's supervision is pool_test's, and the other models have no child per
 // connection to kill.
 TEST(HostileFork, KilledChildCutsOnlyItsClientAndIsReaped) {
-  auto server = ServerProcess::start({"--backend", "fork"});
-  ASSERT_TRUE(server);
+  auto server = start_server({"--backend", "fork"});
   auto first = connect_loopback(server->port());
   ASSERT_TRUE(round_trip(first.get(), "one"));
   // The echo proves the child for `first` exists; it is the only one so far.

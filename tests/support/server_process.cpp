@@ -220,6 +220,18 @@ bool process_exists(pid_t pid) {
   return true;
 }
 
+char process_state(pid_t pid) {
+  const auto fields = stat_fields(pid);
+  return fields.empty() || fields[0].empty() ? '?' : fields[0][0];
+}
+
+std::unique_ptr<ServerProcess> start_server(const std::vector<std::string>& args,
+                                            ServerProcess::Options options) {
+  auto server = ServerProcess::start(args, options);
+  if (!server) throw std::runtime_error("server failed to start");
+  return server;
+}
+
 CommandResult run_command(const std::string& shell_command) {
   FILE* pipe = ::popen(shell_command.c_str(), "r");
   if (pipe == nullptr) throw std::runtime_error("popen failed: " + shell_command);

@@ -74,6 +74,12 @@ class ServerProcess {
 };
 
 bool process_exists(pid_t pid);
+// The state letter of /proc/PID/stat ('R', 'S', 'Z' for a zombie, ...), '?' if unreadable.
+char process_state(pid_t pid);
+
+// ServerProcess::start for fixtures: throws (ending the test) instead of returning nullptr.
+std::unique_ptr<ServerProcess> start_server(const std::vector<std::string>& args,
+                                            ServerProcess::Options options = {});
 
 struct CommandResult {
   int status;          // exit code, -1 if it did not exit normally
