@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -208,10 +209,10 @@ long rss_kib_of(pid_t pid) {
 
 long ServerProcess::rss_kib() const { return rss_kib_of(pid_); }
 
-long ServerProcess::total_rss_kib() const {
-  long total = rss_kib_of(pid_);
-  for (pid_t child : child_pids()) total += rss_kib_of(child);
-  return total;
+long ServerProcess::max_rss_kib() const {
+  long largest = rss_kib_of(pid_);
+  for (pid_t child : child_pids()) largest = std::max(largest, rss_kib_of(child));
+  return largest;
 }
 
 bool process_exists(pid_t pid) {

@@ -59,8 +59,9 @@ class ServerProcess {
   [[nodiscard]] double cpu_seconds() const;
   // Resident set size of the server process in KiB.
   [[nodiscard]] long rss_kib() const;
-  // rss_kib() plus the RSS of every child (fork/prefork serve in children).
-  [[nodiscard]] long total_rss_kib() const;
+  // The largest RSS among the server and its children (fork/prefork serve in children, which
+  // start as copies of the server, so each is compared with the server's idle RSS).
+  [[nodiscard]] long max_rss_kib() const;
 
  private:
   ServerProcess() = default;
