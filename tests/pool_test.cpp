@@ -5,7 +5,6 @@
 #include <signal.h>
 
 #include <algorithm>
-#include <fstream>
 #include <memory>
 #include <string>
 
@@ -91,15 +90,6 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(Flags{"--backend", "threadpool", "--pool-strategy", "queue"},
                       Flags{"--backend", "prefork", "--accept-strategy", "fdpass"}),
     [](const auto& test_info) { return test_info.param[1] + "_" + test_info.param[3]; });
-
-char process_state(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-  std::string text;
-  std::getline(in, text);
-  const auto close_paren = text.rfind(')');
-  return close_paren == std::string::npos || close_paren + 2 >= text.size() ? '?'
-                                                                            : text[close_paren + 2];
-}
 
 class PreforkSupervision : public ::testing::TestWithParam<std::string> {};
 

@@ -1,7 +1,5 @@
 #include "support/backend_cases.hpp"
 
-#include <cstdio>
-#include <memory>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <stdexcept>
@@ -19,16 +17,6 @@ std::vector<std::string> BackendCase::args(const std::vector<std::string>& extra
 
 namespace {
 
-std::string run_and_capture(const std::string& command) {
-  std::unique_ptr<FILE, int (*)(FILE*)> pipe(::popen(command.c_str(), "r"), ::pclose);
-  if (!pipe) throw std::runtime_error("popen failed: " + command);
-  std::string text;
-  char chunk[4096];
-  std::size_t n;
-  while ((n = std::fread(chunk, 1, sizeof chunk, pipe.get())) > 0) text.append(chunk, n);
-  return text;
-}
-
 std::string sanitize(const std::string& text) {
   std::string name;
   for (char c : text) {
@@ -40,7 +28,7 @@ std::string sanitize(const std::string& text) {
 }
 
 std::vector<BackendCase> discover() {
-  const auto listing = nlohmann::json::parse(run_and_capture(server_binary() + " --list-backends --json"));
+  const auto listing = nlohmann::json::parse(run_command(server_binary() + " --list-backends --json").output);
   std::vector<BackendCase> cases;
   for (const auto& entry : listing) {
     std::vector<std::string> variants{""};

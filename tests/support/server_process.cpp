@@ -8,7 +8,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -189,8 +191,9 @@ double ServerProcess::cpu_seconds() const {
   return total / ticks;
 }
 
-long ServerProcess::rss_kib() const {
-  std::ifstream in("/proc/" + std::to_string(pid_) + "/status");
+namespace {
+long rss_kib_of(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
   std::string key;
   while (in >> key) {
     if (key == "VmRSS:") {
@@ -202,11 +205,43 @@ long ServerProcess::rss_kib() const {
   }
   return 0;
 }
+}  // namespace
+
+long ServerProcess::rss_kib() const { return rss_kib_of(pid_); }
+
+long ServerProcess::max_rss_kib() const {
+  long largest = rss_kib_of(pid_);
+  for (pid_t child : child_pids()) largest = std::max(largest, rss_kib_of(child));
+  return largest;
+}
 
 bool process_exists(pid_t pid) {
   if (::kill(pid, 0) != 0) return errno != ESRCH;
   // A zombie still "exists" for kill(); report it, because a zombie is a leak we care about.
   return true;
+}
+
+char process_state(pid_t pid) {
+  const auto fields = stat_fields(pid);
+  return fields.empty() || fields[0].empty() ? '?' : fields[0][0];
+}
+
+std::unique_ptr<ServerProcess> start_server(const std::vector<std::string>& args,
+                                            ServerProcess::Options options) {
+  auto server = ServerProcess::start(args, options);
+  if (!server) throw std::runtime_error("server failed to start");
+  return server;
+}
+
+CommandResult run_command(const std::string& shell_command) {
+  FILE* pipe = ::popen(shell_command.c_str(), "r");
+  if (pipe == nullptr) throw std::runtime_error("popen failed: " + shell_command);
+  std::string output;
+  char chunk[4096];
+  std::size_t n;
+  while ((n = std::fread(chunk, 1, sizeof chunk, pipe)) > 0) output.append(chunk, n);
+  const int status = ::pclose(pipe);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, output};
 }
 
 }  // namespace polyecho::test

@@ -59,6 +59,9 @@ class ServerProcess {
   [[nodiscard]] double cpu_seconds() const;
   // Resident set size of the server process in KiB.
   [[nodiscard]] long rss_kib() const;
+  // The largest RSS among the server and its children (fork/prefork serve in children, which
+  // start as copies of the server, so each is compared with the server's idle RSS).
+  [[nodiscard]] long max_rss_kib() const;
 
  private:
   ServerProcess() = default;
@@ -72,5 +75,18 @@ class ServerProcess {
 };
 
 bool process_exists(pid_t pid);
+// The state letter of /proc/PID/stat ('R', 'S', 'Z' for a zombie, ...), '?' if unreadable.
+char process_state(pid_t pid);
+
+// ServerProcess::start for fixtures: throws (ending the test) instead of returning nullptr.
+std::unique_ptr<ServerProcess> start_server(const std::vector<std::string>& args,
+                                            ServerProcess::Options options = {});
+
+struct CommandResult {
+  int status;          // exit code, -1 if it did not exit normally
+  std::string output;  // stdout only; stderr goes to the test's stderr
+};
+// Runs a shell command to completion and captures its stdout.
+CommandResult run_command(const std::string& shell_command);
 
 }  // namespace polyecho::test
