@@ -33,6 +33,9 @@ class BlockingServer {
   // Returns the errno that ended the connection, or 0 for an orderly end.
   int serve() {
     for (;;) {
+      // A signal that lands while recv/send are moving data interrupts nothing, so a busy
+      // stream would never see EINTR: look at the (lock-free) flag on every pass too.
+      if (options_.on_interrupt != OnStop::ignore && stop_signal::requested()) note_interrupt();
       while (session_.has_output()) {
         const auto out = session_.output();
         const ssize_t n = ::send(fd_, out.data(), out.size(), MSG_NOSIGNAL);
