@@ -1,4 +1,5 @@
-// Scenarios specific to the readiness models (nbpoll, select, poll, epoll and its variants):
+// Scenarios specific to the readiness models (nbpoll, select, poll, epoll and its variants,
+// sigio):
 // thousands of connections on one thread, select's FD_SETSIZE ceiling, descriptor exhaustion
 // without spinning, and the idle-timeout timer.
 #include <gtest/gtest.h>
@@ -25,11 +26,11 @@ std::vector<BackendCase> cases_of(const std::set<std::string>& models) {
   return cases;
 }
 std::vector<BackendCase> readiness_cases() {
-  return cases_of({"nbpoll", "select", "poll", "epoll"});
+  return cases_of({"nbpoll", "select", "poll", "epoll", "sigio"});
 }
 // select cannot hold 2,000 connections; it has its own ceiling test.
 std::vector<BackendCase> unbounded_readiness_cases() {
-  return cases_of({"nbpoll", "poll", "epoll"});
+  return cases_of({"nbpoll", "poll", "epoll", "sigio"});
 }
 
 // Both this process (the clients) and the server (which inherits the limit) need a few

@@ -48,7 +48,9 @@ namespace {
 
 // glibc keeps the first realtime signals for itself (SIGRTMIN is already past them); +4 stays
 // clear of anything a library in this process might pick first.
-int readiness_signal() { return SIGRTMIN + 4; }
+int readiness_signal() {
+  return SIGRTMIN + 4;
+}
 
 // Signals dequeued per wait() at most, so a flood cannot starve the reactor's timers.
 constexpr int kMaxSignalsPerWait = 4096;
@@ -163,9 +165,10 @@ class SigioPoller final : public Multiplexer {
   // One info line per overflow burst (a run of waits that each saw SIGIO), not per SIGIO.
   void note_overflow() {
     if (overflow_rechecks_++ == 0) {
-      spdlog::info("sigio: realtime signal queue overflowed (RLIMIT_SIGPENDING), fell back to "
-                   "SIGIO: re-checking all {} watched fds",
-                   watched_.records().size());
+      spdlog::info(
+          "sigio: realtime signal queue overflowed (RLIMIT_SIGPENDING), fell back to "
+          "SIGIO: re-checking all {} watched fds",
+          watched_.records().size());
     }
   }
 

@@ -67,8 +67,13 @@ std::string read_file(const std::string& path) {
 std::unique_ptr<ServerProcess> ServerProcess::start(const std::vector<std::string>& args, Options options) {
   std::vector<std::string> command;
   if (options.nofile_limit) {
-    command = {"prlimit", "--nofile=" + std::to_string(*options.nofile_limit) + ":" +
-                              std::to_string(*options.nofile_limit), "--"};
+    options.prlimit_args.push_back("--nofile=" + std::to_string(*options.nofile_limit) + ":" +
+                                   std::to_string(*options.nofile_limit));
+  }
+  if (!options.prlimit_args.empty()) {
+    command = {"prlimit"};
+    command.insert(command.end(), options.prlimit_args.begin(), options.prlimit_args.end());
+    command.push_back("--");
   }
   command.push_back(server_binary());
   command.insert(command.end(), {"--port", "0"});

@@ -25,7 +25,9 @@ class ServerProcess {
  public:
   struct Options {
     // Prefix the command with `prlimit --nofile=N:N` (EMFILE tests).
-    std::optional<int> nofile_limit;
+    std::optional<int> nofile_limit = {};
+    // More `prlimit` options, e.g. "--sigpending=16" (signal-queue overflow tests).
+    std::vector<std::string> prlimit_args = {};
   };
 
   // Starts `polyecho-server --port 0 ARGS...` and waits for its "listening on" line.
