@@ -53,13 +53,6 @@ std::string tagged(std::string text, std::size_t n) {
   return text;
 }
 
-std::size_t count_lines_with(const std::string& text, const std::string& needle) {
-  std::size_t count = 0;
-  for (auto at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1))
-    ++count;
-  return count;
-}
-
 class Readiness : public ::testing::TestWithParam<BackendCase> {
  protected:
   std::unique_ptr<ServerProcess> start(const std::vector<std::string>& extra = {},
@@ -151,7 +144,7 @@ TEST_P(Readiness, DescriptorExhaustionNeitherSpinsNorStopsService) {
   }
   EXPECT_TRUE(admitted);
   const std::string log = server->stderr_text();
-  const std::size_t bursts = count_lines_with(log, "shedding new connections");
+  const std::size_t bursts = count_occurrences(log, "shedding new connections");
   EXPECT_GE(bursts, 1u) << log;
   EXPECT_LE(bursts, 4u) << "one line per burst, not per connection:\n" << log;
 }

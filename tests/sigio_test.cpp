@@ -57,13 +57,6 @@ int intact_echoes(const std::vector<unique_fd>& clients, Expected expected) {
   return intact;
 }
 
-std::size_t count_of(const std::string& text, const std::string& needle) {
-  std::size_t count = 0;
-  for (auto at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1))
-    ++count;
-  return count;
-}
-
 TEST(Sigio, SignalQueueOverflowLosesNoConnectionAndNoByte) {
   rlimit limit{};
   ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &limit), 0);
@@ -117,7 +110,7 @@ TEST(Sigio, SignalQueueOverflowLosesNoConnectionAndNoByte) {
   EXPECT_EQ(server->wait_exit(kSafetyTimeout), 0);
   const std::string log = server->stderr_text();
   // Each phase is one overflow burst, logged once however many SIGIOs it took.
-  EXPECT_EQ(count_of(log, kOverflowLine), 2u) << log;
+  EXPECT_EQ(count_occurrences(log, kOverflowLine), 2u) << log;
 }
 
 }  // namespace

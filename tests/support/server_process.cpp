@@ -214,4 +214,11 @@ bool process_exists(pid_t pid) {
   return true;
 }
 
+std::size_t count_occurrences(const std::string& text, const std::string& needle) {
+  std::size_t count = 0;
+  for (auto at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1))
+    ++count;
+  return count;
+}
+
 }  // namespace polyecho::test

@@ -75,4 +75,7 @@ class ServerProcess {
 
 bool process_exists(pid_t pid);
 
+// How many times `needle` occurs in `text` (e.g. a once-per-burst line in a server's log).
+[[nodiscard]] std::size_t count_occurrences(const std::string& text, const std::string& needle);
+
 }  // namespace polyecho::test
