@@ -84,6 +84,9 @@ TEST(Sigio, SignalQueueOverflowLosesNoConnectionAndNoByte) {
   }
   thaw(*server);
   EXPECT_EQ(intact_echoes(clients, [](int i) { return message("hello ", i); }), kClients);
+  // The line is written before the re-check it announces, so before the echoes just read.
+  // One line for the burst, however many SIGIOs it took.
+  EXPECT_EQ(count_occurrences(server->stderr_text(), kOverflowLine), 1u) << server->stderr_text();
 
   // Phase 2, the connections: every client sends a burst of small writes, each one a separate
   // POLL_IN signal for its socket, 4,000 in all against a queue of 16.
@@ -101,6 +104,7 @@ TEST(Sigio, SignalQueueOverflowLosesNoConnectionAndNoByte) {
                             return all;
                           }),
             kClients);
+  EXPECT_EQ(count_occurrences(server->stderr_text(), kOverflowLine), 2u) << server->stderr_text();
 
   // Hang up first, so the drain after SIGTERM ends with the last EOF (itself a signal), not at
   // --drain-timeout.
@@ -108,9 +112,7 @@ TEST(Sigio, SignalQueueOverflowLosesNoConnectionAndNoByte) {
   first.reset();
   server->signal(SIGTERM);
   EXPECT_EQ(server->wait_exit(kSafetyTimeout), 0);
-  const std::string log = server->stderr_text();
-  // Each phase is one overflow burst, logged once however many SIGIOs it took.
-  EXPECT_EQ(count_occurrences(log, kOverflowLine), 2u) << log;
+  // The 501 hang-ups may overflow the queue once more; that burst is not counted above.
 }
 
 }  // namespace
