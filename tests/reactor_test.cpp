@@ -1,4 +1,5 @@
-// Scenarios specific to the readiness models (nbpoll, select, poll, epoll and its variants):
+// Scenarios specific to the readiness models (nbpoll, select, poll, epoll and its variants,
+// sigio):
 // thousands of connections on one thread, select's FD_SETSIZE ceiling, descriptor exhaustion
 // without spinning, and the idle-timeout timer.
 #include <gtest/gtest.h>
@@ -25,11 +26,11 @@ std::vector<BackendCase> cases_of(const std::set<std::string>& models) {
   return cases;
 }
 std::vector<BackendCase> readiness_cases() {
-  return cases_of({"nbpoll", "select", "poll", "epoll"});
+  return cases_of({"nbpoll", "select", "poll", "epoll", "sigio"});
 }
 // select cannot hold 2,000 connections; it has its own ceiling test.
 std::vector<BackendCase> unbounded_readiness_cases() {
-  return cases_of({"nbpoll", "poll", "epoll"});
+  return cases_of({"nbpoll", "poll", "epoll", "sigio"});
 }
 
 // Both this process (the clients) and the server (which inherits the limit) need a few
@@ -50,13 +51,6 @@ bool round_trip(int fd, const std::string& message) {
 std::string tagged(std::string text, std::size_t n) {
   text += std::to_string(n);
   return text;
-}
-
-std::size_t count_lines_with(const std::string& text, const std::string& needle) {
-  std::size_t count = 0;
-  for (auto at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1))
-    ++count;
-  return count;
 }
 
 class Readiness : public ::testing::TestWithParam<BackendCase> {
@@ -150,7 +144,7 @@ TEST_P(Readiness, DescriptorExhaustionNeitherSpinsNorStopsService) {
   }
   EXPECT_TRUE(admitted);
   const std::string log = server->stderr_text();
-  const std::size_t bursts = count_lines_with(log, "shedding new connections");
+  const std::size_t bursts = count_occurrences(log, "shedding new connections");
   EXPECT_GE(bursts, 1u) << log;
   EXPECT_LE(bursts, 4u) << "one line per burst, not per connection:\n" << log;
 }

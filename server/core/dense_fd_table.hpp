@@ -19,6 +19,12 @@ class DenseFdTable {
     records_.push_back(record);
   }
   [[nodiscard]] Record& at(int fd) { return records_[index_[static_cast<std::size_t>(fd)]]; }
+  // nullptr when `fd` is not in the table (e.g. a late notification for a removed fd).
+  [[nodiscard]] Record* find(int fd) {
+    const auto slot = static_cast<std::size_t>(fd);
+    if (fd < 0 || slot >= index_.size() || index_[slot] == kNone) return nullptr;
+    return &records_[index_[slot]];
+  }
   void erase(int fd) {
     const std::size_t at = index_[static_cast<std::size_t>(fd)];
     index_[static_cast<std::size_t>(fd)] = kNone;

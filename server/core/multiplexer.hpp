@@ -50,7 +50,8 @@ class Multiplexer {
   [[nodiscard]] virtual std::string_view name() const noexcept = 0;
 };
 
-// One small file each: select_poller.cpp, poll_poller.cpp, epoll_poller.cpp, spin_poller.cpp.
+// One small file each: select_poller.cpp, poll_poller.cpp, epoll_poller.cpp, spin_poller.cpp,
+// sigio_poller.cpp.
 [[nodiscard]] std::unique_ptr<Multiplexer> make_select_poller();
 [[nodiscard]] std::unique_ptr<Multiplexer> make_poll_poller();
 // Throws std::system_error naming epoll_create1 when epoll is unavailable.
@@ -58,5 +59,8 @@ class Multiplexer {
 // Asks the kernel nothing: reports every watched fd as ready for what it asked and lets the
 // non-blocking syscalls answer EAGAIN. Sleeps with a growing back-off after a fruitless pass.
 [[nodiscard]] std::unique_ptr<Multiplexer> make_spin_poller();
+// Signal-driven IO (O_ASYNC + F_SETSIG, realtime signals dequeued with sigtimedwait), edge-like.
+// Directs signals to the constructing thread, which must be the one that waits.
+[[nodiscard]] std::unique_ptr<Multiplexer> make_sigio_poller();
 
 }  // namespace polyecho

@@ -69,8 +69,13 @@ std::string read_file(const std::string& path) {
 std::unique_ptr<ServerProcess> ServerProcess::start(const std::vector<std::string>& args, Options options) {
   std::vector<std::string> command;
   if (options.nofile_limit) {
-    command = {"prlimit", "--nofile=" + std::to_string(*options.nofile_limit) + ":" +
-                              std::to_string(*options.nofile_limit), "--"};
+    options.prlimit_args.push_back("--nofile=" + std::to_string(*options.nofile_limit) + ":" +
+                                   std::to_string(*options.nofile_limit));
+  }
+  if (!options.prlimit_args.empty()) {
+    command = {"prlimit"};
+    command.insert(command.end(), options.prlimit_args.begin(), options.prlimit_args.end());
+    command.push_back("--");
   }
   command.push_back(server_binary());
   command.insert(command.end(), {"--port", "0"});
@@ -242,6 +247,13 @@ CommandResult run_command(const std::string& shell_command) {
   while ((n = std::fread(chunk, 1, sizeof chunk, pipe)) > 0) output.append(chunk, n);
   const int status = ::pclose(pipe);
   return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, output};
+}
+
+std::size_t count_occurrences(const std::string& text, const std::string& needle) {
+  std::size_t count = 0;
+  for (auto at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1))
+    ++count;
+  return count;
 }
 
 }  // namespace polyecho::test

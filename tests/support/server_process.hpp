@@ -25,7 +25,9 @@ class ServerProcess {
  public:
   struct Options {
     // Prefix the command with `prlimit --nofile=N:N` (EMFILE tests).
-    std::optional<int> nofile_limit;
+    std::optional<int> nofile_limit = {};
+    // More `prlimit` options, e.g. "--sigpending=16" (signal-queue overflow tests).
+    std::vector<std::string> prlimit_args = {};
   };
 
   // Starts `polyecho-server --port 0 ARGS...` and waits for its "listening on" line.
@@ -88,5 +90,8 @@ struct CommandResult {
 };
 // Runs a shell command to completion and captures its stdout.
 CommandResult run_command(const std::string& shell_command);
+
+// How many times `needle` occurs in `text` (e.g. a once-per-burst line in a server's log).
+[[nodiscard]] std::size_t count_occurrences(const std::string& text, const std::string& needle);
 
 }  // namespace polyecho::test
