@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "core/accept_loop.hpp"
+#include "core/active_connections.hpp"
 #include "core/blocking_connection.hpp"
 #include "polyecho/acceptor.hpp"
 #include "polyecho/session.hpp"
@@ -47,11 +48,12 @@ using namespace asio::experimental::awaitable_operators;
 // Every await hands back its error code instead of throwing: a peer's error is a normal result.
 constexpr auto kNoThrow = asio::experimental::as_tuple(asio::use_awaitable);
 
-// One io_context and the sockets of the connections it serves. `live` is touched only on this
-// context's thread. It is declared before `io` because destroying `io` destroys any coroutine
-// frame still parked in it, and those frames deregister from `live`.
+// One io_context and the sockets of the connections it serves. `live` and `input_cut` are
+// touched only on this context's thread. `live` is declared before `io` because destroying `io`
+// destroys any coroutine frame still parked in it, and those frames deregister from `live`.
 struct Worker {
   std::unordered_set<tcp::socket*> live;
+  bool input_cut = false;  // the drain deadline passed: read no more, flush what is owed
   asio::io_context io{1};  // concurrency hint: exactly one thread runs it
   asio::executor_work_guard<asio::io_context::executor_type> keep_running{io.get_executor()};
 };
@@ -168,16 +170,21 @@ class Server {
     asio::co_spawn(worker.io, serve(worker, std::move(fd)), asio::detached);
   }
 
-  // Stop: close the listener, let connections finish until --drain-timeout, cut the rest, and
-  // release every context so that run() returns once its last coroutine has ended.
+  // Stop: close the listener and let connections finish until --drain-timeout. Then cut their
+  // input (each echoes what it received and finishes, as on the peer's EOF), give them
+  // ActiveConnections::kFlushGrace to flush, close the rest, and release every context so that
+  // run() returns once its last coroutine has ended. Either wait ends early when the last
+  // connection ends (connection_ended cancels drain_; open_ is re-checked before each arm, and
+  // the cancel is posted to this thread, so it cannot fall between the check and the arm).
   asio::awaitable<void> supervise() {
     co_await stop_watch_.async_wait(asio::posix::stream_descriptor::wait_read, kNoThrow);
     acceptor_.close();
     backoff_.cancel();
     stopping_.store(true);
+    co_await drain_wait(context_.config.drain_timeout);
     if (open_.load() > 0) {
-      drain_.expires_after(context_.config.drain_timeout);
-      co_await drain_.async_wait(kNoThrow);  // cancelled early by the last connection to end
+      for (auto& w : workers_) asio::post(w->io, [&worker = *w] { cut_input(worker); });
+      co_await drain_wait(ActiveConnections::kFlushGrace);
     }
     for (auto& w : workers_) {
       asio::post(w->io, [&worker = *w] {
@@ -185,6 +192,22 @@ class Server {
         worker.keep_running.reset();
       });
     }
+  }
+
+  asio::awaitable<void> drain_wait(Clock::duration limit) {
+    if (open_.load() == 0) co_return;
+    drain_.expires_after(limit);
+    co_await drain_.async_wait(kNoThrow);
+  }
+
+  // On `worker`'s thread. A read already pending is woken by SHUT_RD: it completes with the data
+  // still queued or with EOF, and echo() then stops reading. Linux still queues bytes that arrive
+  // after SHUT_RD, so the flag, not the shutdown, is what ends the reading.
+  static void cut_input(Worker& worker) {
+    worker.input_cut = true;
+    std::error_code ignored;
+    for (tcp::socket* socket : worker.live)
+      socket->shutdown(tcp::socket::shutdown_receive, ignored);
   }
 
   asio::awaitable<void> serve(Worker& worker, unique_fd fd) {
@@ -224,6 +247,10 @@ class Server {
         touch(c);
       }
       if (c.session.finished()) co_return;
+      if (c.worker.input_cut) {  // the drain deadline: like the peer's EOF, all received is owed
+        c.session.on_peer_eof();
+        continue;
+      }
       const auto space = c.session.input_space();
       if (space.empty()) co_return;  // cannot happen after a full flush; never spin on it
       auto [error, received] =
