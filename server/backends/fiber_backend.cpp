@@ -30,7 +30,8 @@ namespace {
 using Wake = FiberScheduler::Wake;
 
 // One connection, start to end, on its fiber's stack. The socket is non-blocking: EAGAIN
-// becomes a wait, and a wait that does not come back `ready` (idle timeout, drain cut) ends it.
+// becomes a wait. A wait that times out (idle) or is cancelled (flush grace over) ends it; at
+// the drain deadline the scheduler cuts input and the connection flushes as after a peer EOF.
 void serve(FiberScheduler& scheduler, unique_fd connection, const ServerConfig& config,
            Stats& stats) {
   const ActiveGuard active(stats, std::adopt_lock);  // the acceptor claimed the slot
@@ -52,6 +53,10 @@ void serve(FiberScheduler& scheduler, unique_fd connection, const ServerConfig& 
       }
     }
     if (error != 0 || session.has_output() || session.finished()) break;
+    if (scheduler.input_cut()) {
+      session.on_peer_eof();  // the drain deadline: read no more, echo what was received
+      continue;
+    }
     const auto space = session.input_space();
     if (space.empty()) break;  // cannot happen after a full flush; never spin on it
     const IoResult r = read_some(fd.get(), space);
@@ -63,9 +68,10 @@ void serve(FiberScheduler& scheduler, unique_fd connection, const ServerConfig& 
     } else if (!r.would_block()) {
       error = r.error;
       break;
-    } else if (scheduler.wait(fd.get(), kReadable, idle) != Wake::ready) {
+    } else if (const Wake wake = scheduler.wait(fd.get(), kReadable, idle);
+               wake == Wake::timed_out || wake == Wake::cancelled) {
       break;
-    }
+    }  // `input_cut` is seen at the top of the next pass
   }
   counters.flush_to(stats);
   if (error != 0) {

@@ -6,6 +6,7 @@
 #include <optional>
 #include <stdexcept>
 
+#include "core/active_connections.hpp"
 #include "polyecho/stop_signal.hpp"
 
 namespace polyecho {
@@ -101,6 +102,8 @@ FiberScheduler::Wake FiberScheduler::wait(int fd, std::uint32_t interest,
                                           std::chrono::milliseconds timeout) {
   Task& task = *current_;
   if (task.cancelled) return Wake::cancelled;
+  if (input_cut_ && task.kind == Kind::connection && (interest & kReadable) != 0)
+    return Wake::input_cut;
   watch(task, fd, interest);
   return park(timeout);
 }
@@ -201,7 +204,30 @@ void FiberScheduler::expire_timers() {
   while (!timed_.empty() && timed_.front().deadline <= now && timed_.front().parked) {
     resume(timed_.front(), Wake::timed_out);  // it re-parks later in the list, or ends
   }
-  if (stopping_ && now >= drain_deadline_) cancel(/*services_only=*/false);
+  if (!stopping_ || now < drain_deadline_) return;
+  if (input_cut_) {
+    cancel(/*services_only=*/false);  // the flush grace is over too
+    return;
+  }
+  input_cut_ = true;
+  drain_deadline_ = now + ActiveConnections::kFlushGrace;
+  cut_input();
+}
+
+// Wakes every connection parked on a read with `input_cut`. Chosen first, then resumed: a
+// resumed fiber moves itself within or between the lists (to wait for writability) or ends,
+// but never parks on a read again, and never ends another fiber, so the pointers stay valid.
+void FiberScheduler::cut_input() {
+  std::vector<Task*> readers;
+  for (TaskList* list : {&timed_, &untimed_}) {
+    for (Task& task : *list) {
+      if (task.kind == Kind::connection && task.parked && (task.watched_interest & kReadable) != 0)
+        readers.push_back(&task);
+    }
+  }
+  for (Task* task : readers) {
+    if (task->parked) resume(*task, Wake::input_cut);
+  }
 }
 
 int FiberScheduler::next_timeout_ms() const {

@@ -22,17 +22,21 @@ namespace polyecho {
 // the fiber waiting on that fd. Each wait can carry a timeout (idle timeout, back-off).
 //
 // Stopping is decided here, once: the loop watches the sticky stop fd; on a stop it cancels
-// the `service` fibers (the acceptor) at once, lets `connection` fibers run on until
-// --drain-timeout, then cancels them too. A cancelled fiber's wait() returns `cancelled`, and
-// keeps doing so, so its loop ends and its RAII runs on its own stack before the stack is
-// freed; no fiber is ever destroyed while suspended.
+// the `service` fibers (the acceptor) at once and lets `connection` fibers run on until
+// --drain-timeout. There their input is cut: a connection waiting to read is woken with
+// `input_cut`, later read waits return it at once, and input_cut() tells the fiber to read no
+// more, so it treats the cut as the peer's EOF and flushes what it owes. After
+// ActiveConnections::kFlushGrace the ones still left (a peer that does not read) are cancelled.
+// A cancelled fiber's wait() returns `cancelled`, and keeps doing so, so its loop ends and its
+// RAII runs on its own stack before the stack is freed; no fiber is ever destroyed while
+// suspended.
 //
 // Owns the fibers, their stacks (through its pool) and the multiplexer. Not thread-safe: one
 // scheduler per thread; spawn() and wait() only from that thread (wait() only inside a fiber).
 class FiberScheduler {
  public:
   using Clock = std::chrono::steady_clock;
-  enum class Wake { ready, timed_out, cancelled };
+  enum class Wake { ready, timed_out, input_cut, cancelled };
   enum class Kind { service, connection };
 
   FiberScheduler(std::unique_ptr<Multiplexer> multiplexer, std::size_t stack_size,
@@ -54,6 +58,8 @@ class FiberScheduler {
   [[nodiscard]] Wake sleep(std::chrono::milliseconds duration);
   // Inside a fiber, before it closes an fd it waited on.
   void forget(int fd);
+  // The drain deadline passed: connections must read no more, only flush (see above).
+  [[nodiscard]] bool input_cut() const noexcept { return input_cut_; }
 
   // Runs until every fiber has ended.
   void run();
@@ -89,6 +95,7 @@ class FiberScheduler {
   void dispatch(const ReadyEvent& event, Kind kind);
   void begin_stop();
   void cancel(bool services_only);
+  void cut_input();
   void expire_timers();
   [[nodiscard]] int next_timeout_ms() const;
 
@@ -102,6 +109,7 @@ class FiberScheduler {
   std::vector<ReadyEvent> ready_;
   Task* current_ = nullptr;
   bool stopping_ = false;
+  bool input_cut_ = false;
   Clock::time_point drain_deadline_{};
   // The loop thread's own stack, for ASan's switch hooks (learned on the first switch).
   const void* thread_stack_bottom_ = nullptr;
