@@ -75,7 +75,10 @@ void UringWorker::on_cancelled(Connection& c) {
 void UringWorker::progress(Connection& c) {
   if (!c.send_armed) {
     absorb_held(c);
-    if (c.peer_eof && c.held.empty() && !c.session.closing()) c.session.on_peer_eof();
+    // Only once no recv is in flight: its completion may still carry bytes (a multishot recv
+    // until its final CQE, a single-shot one into input_space()), and they are echoed too.
+    if (c.peer_eof && c.held.empty() && !c.recv_armed && !c.session.closing())
+      c.session.on_peer_eof();
     if (c.session.has_output()) arm_send(c);
   }
   if (c.session.finished() && !c.send_armed) return close_connection(c, 0);
@@ -139,6 +142,16 @@ void UringWorker::arm_send(Connection& c) {
 void UringWorker::touch(Connection& c) {
   c.last_active = now_;
   open_.splice(open_.end(), open_, c.self);
+}
+
+// The drain deadline: treat it like the peer's EOF. SHUT_RD ends a pending recv (a single-shot
+// one may wait on an idle peer) and progress() cancels a multishot one; whatever their last
+// completions carry is still counted, echoed, and only then released with on_peer_eof().
+void UringWorker::stop_reading(Connection& c) {
+  if (c.peer_eof) return;
+  c.peer_eof = true;
+  ::shutdown(c.fd.get(), SHUT_RD);
+  progress(c);
 }
 
 void UringWorker::close_connection(Connection& c, int error) {

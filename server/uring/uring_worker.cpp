@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "core/accept_loop.hpp"
+#include "core/active_connections.hpp"
 #include "polyecho/stop_signal.hpp"
 
 namespace polyecho::uring {
@@ -175,7 +176,15 @@ void UringWorker::on_tick() {
     }
   }
   if (stopping_ && now_ >= drain_deadline_) {
-    while (!open_.empty()) close_connection(open_.front(), 0);
+    if (!input_cut_) {
+      // Deadline: stop reading everywhere, but echo everything already received. Peers get
+      // kFlushGrace to take it; whoever still owes bytes after that is closed.
+      input_cut_ = true;
+      for (auto it = open_.begin(); it != open_.end();) stop_reading(*it++);  // may close it
+      drain_deadline_ = now_ + ActiveConnections::kFlushGrace;
+    } else {
+      while (!open_.empty()) close_connection(open_.front(), 0);
+    }
   }
   const bool needed = config_.idle_timeout.count() > 0 || accept_paused_until_ || stopping_;
   if (needed && !(stopping_ && open_.empty() && closing_.empty())) arm_timer();

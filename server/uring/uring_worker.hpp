@@ -41,8 +41,8 @@ struct Connection {
   bool recv_armed = false;
   bool send_armed = false;  // at most one send in flight: bytes leave in order
   bool cancel_pending = false;
-  bool starved = false;  // a multishot recv ended with -ENOBUFS; re-armed when buffers return
-  bool peer_eof = false;
+  bool starved = false;   // a multishot recv ended with -ENOBUFS; re-armed when buffers return
+  bool peer_eof = false;  // the peer's EOF arrived, or the drain deadline cut our input
   bool closing = false;
 };
 
@@ -95,6 +95,7 @@ class UringWorker {
   void arm_recv(Connection& c);
   void arm_send(Connection& c);
   void touch(Connection& c);
+  void stop_reading(Connection& c);
   void close_connection(Connection& c, int error);
   void free_if_done(Connection& c);
   void rearm_starved();
@@ -115,6 +116,7 @@ class UringWorker {
   bool timer_armed_ = false;
   bool timer_cancelled_ = false;
   bool stopping_ = false;
+  bool input_cut_ = false;  // the drain deadline passed: reading stopped, flushing remains
   Clock::time_point drain_deadline_;
   std::optional<Clock::time_point> accept_paused_until_;
   std::uint64_t accept_backoffs_ = 0;  // EMFILE/ENFILE backoffs in the current burst
