@@ -3,8 +3,10 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <cstdio>
+#include <fstream>
 #include <memory>
 
 #include "polyecho/socket_ops.hpp"
@@ -124,6 +126,34 @@ TEST(ClientCli, RefusedConnectionIsOneLineErrorAndNonZeroExit) {
   EXPECT_NE(result.status, 0);
   EXPECT_NE(result.output.find("Connection refused"), std::string::npos) << result.output;
   EXPECT_EQ(std::count(result.output.begin(), result.output.end(), '\n'), 1) << result.output;
+}
+
+}  // namespace
+}  // namespace polyecho::test
+
+namespace polyecho::test {
+namespace {
+
+// --user drops privileges after binding. As root the server must end up running as that
+// user; otherwise it cannot change users and must say so and exit 1 rather than run as is.
+TEST(ServerCli, UserFlagDropsPrivilegesAfterBinding) {
+  if (::geteuid() == 0) {
+    auto server = ServerProcess::start({"--user", "nobody"});
+    ASSERT_TRUE(server);
+    std::ifstream status("/proc/" + std::to_string(server->pid()) + "/status");
+    std::string key, real, effective;
+    while (status >> key && key != "Uid:") status.ignore(1 << 16, '\n');
+    status >> real >> effective;
+    EXPECT_EQ(effective, "65534");
+    EXPECT_EQ(real, "65534");
+    auto fd = connect_loopback(server->port());
+    ASSERT_TRUE(send_text(fd.get(), "still serving"));
+    EXPECT_EQ(recv_exact(fd.get(), 13), "still serving");
+  } else {
+    const auto [status, error] = ServerProcess::run_to_exit({"--port", "0", "--user", "nobody"});
+    EXPECT_EQ(status, 1);
+    EXPECT_NE(error.find("setgroups"), std::string::npos) << error;
+  }
 }
 
 }  // namespace

@@ -198,12 +198,13 @@ TEST_P(Coroutines, DescriptorExhaustionShedsOnceThenRecovers) {
   server->signal(SIGTERM);
   EXPECT_EQ(server->wait_exit(kSafetyTimeout), 0);
   const std::string log = server->stderr_text();
-  const auto first = log.find("shedding new connections");
-  ASSERT_NE(first, std::string::npos) << log;
-  EXPECT_EQ(log.find("shedding new connections", first + 1), std::string::npos)
-      << "logged more than once per burst\n"
-      << log;
-  EXPECT_NE(log.find("shed " + std::to_string(shed) + " connection(s)"), std::string::npos) << log;
+  // Logged per burst, not per shed connection. A burst ends at the next successful accept, so
+  // with several accepting threads a second burst can start while another thread still sheds;
+  // a spinning accept loop would log once per attempt instead.
+  const std::size_t bursts = count_occurrences(log, "shedding new connections");
+  EXPECT_GE(bursts, 1u) << log;
+  EXPECT_LE(bursts, 1u + GetParam().flags.size()) << log;
+  EXPECT_LT(bursts, static_cast<std::size_t>(shed)) << log;
 }
 
 INSTANTIATE_TEST_SUITE_P(CoroutineBackends, Coroutines, ::testing::ValuesIn(coroutine_cases()),

@@ -1,5 +1,6 @@
 #include "core/blocking_connection.hpp"
 
+#include <poll.h>
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
 
@@ -57,6 +58,8 @@ class BlockingServer {
       }
       const auto space = session_.input_space();
       if (space.empty()) return 0;  // cannot happen after a full flush; never spin on it
+      if (int waited = wait_unless_stopping(); waited != 0) return waited;
+      if (must_stop_reading()) continue;  // the wait may have seen the stop
       const ssize_t n = ::recv(fd_, space.data(), space.size(), 0);
       if (n > 0) {
         counters_.bytes_in += static_cast<std::uint64_t>(n);
@@ -82,6 +85,22 @@ class BlockingServer {
     if (cut_) return true;
     if (options_.input_cut != nullptr && options_.input_cut->load(std::memory_order_relaxed)) return true;
     return draining_ && Clock::now() >= deadline_;
+  }
+
+  // Threads that receive the stop signal themselves (iterative, fork children) must not block
+  // in recv() after a signal that landed just before it: EINTR only reaches a call already
+  // blocked. So, until a stop is noticed, they wait in poll() on the socket *and* the sticky
+  // stop fd: one extra syscall per read, the price of a race-free stop in a single-threaded
+  // blocking model. Returns an errno that ends the connection, or 0.
+  int wait_unless_stopping() {
+    if (options_.on_interrupt == OnStop::ignore || draining_ || cut_) return 0;
+    pollfd fds[2] = {{fd_, POLLIN, 0}, {stop_signal::stop_fd(), POLLIN, 0}};
+    const int timeout_ms = config_.idle_timeout.count() > 0 ? static_cast<int>(config_.idle_timeout.count()) : -1;
+    const int ready = ::poll(fds, 2, timeout_ms);
+    if (ready < 0 && errno != EINTR) return errno;
+    if (ready == 0) return EAGAIN;  // the idle timeout, as SO_RCVTIMEO would report it
+    if (stop_signal::requested()) note_interrupt();
+    return 0;
   }
 
   void note_interrupt() {

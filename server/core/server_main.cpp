@@ -68,8 +68,6 @@ std::optional<int> parse_command_line(int argc, char** argv, CommandLine& line) 
       ->check(CLI::Range(std::size_t{1024}, std::size_t{1} << 30))->capture_default_str();
   app.add_option("--max-connections", c.max_connections, "Connections served at once; extras are closed")
       ->check(CLI::Range(std::size_t{1}, std::size_t{10'000'000}))->capture_default_str();
-  app.add_option("--max-per-ip", c.max_per_ip, "Connections per client address (0 = unlimited)")
-      ->check(CLI::NonNegativeNumber)->capture_default_str();
   app.add_option("--idle-timeout", idle_seconds, "Close a connection idle this many seconds (0 = off)")
       ->check(CLI::Range(0.0, 86400.0))->capture_default_str();
   app.add_option("--drain-timeout", drain_seconds, "On SIGINT/SIGTERM, seconds to let connections finish")
