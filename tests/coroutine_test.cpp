@@ -56,14 +56,11 @@ bool round_trip(int fd, const std::string& message) {
   return send_text(fd, message) && recv_exact(fd, message.size()) == message;
 }
 
-
 class Coroutines : public ::testing::TestWithParam<BackendCase> {
  protected:
   std::unique_ptr<ServerProcess> start(const std::vector<std::string>& extra = {},
                                        ServerProcess::Options options = {}) {
-    auto server = ServerProcess::start(GetParam().args(extra), options);
-    if (!server) throw std::runtime_error("server failed to start");
-    return server;
+    return start_server(GetParam().args(extra), options);
   }
 };
 

@@ -57,9 +57,7 @@ class Readiness : public ::testing::TestWithParam<BackendCase> {
  protected:
   std::unique_ptr<ServerProcess> start(const std::vector<std::string>& extra = {},
                                        ServerProcess::Options options = {}) {
-    auto server = ServerProcess::start(GetParam().args(extra), options);
-    if (!server) throw std::runtime_error("server failed to start");
-    return server;
+    return start_server(GetParam().args(extra), options);
   }
 };
 
