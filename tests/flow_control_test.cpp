@@ -22,9 +22,7 @@ namespace {
 class FlowControl : public ::testing::TestWithParam<BackendCase> {
  protected:
   std::unique_ptr<ServerProcess> start(const std::vector<std::string>& extra = {}) {
-    auto server = ServerProcess::start(GetParam().args(extra));
-    if (!server) throw std::runtime_error("server failed to start");
-    return server;
+    return start_server(GetParam().args(extra));
   }
 };
 

@@ -15,9 +15,7 @@ namespace polyecho::test {
 namespace {
 
 std::unique_ptr<ServerProcess> start(const std::vector<std::string>& args) {
-  auto server = ServerProcess::start(args);
-  if (!server) throw std::runtime_error("server failed to start");
-  return server;
+  return start_server(args);
 }
 
 void expect_echo(int fd, const std::string& text) {

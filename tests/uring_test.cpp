@@ -86,9 +86,7 @@ class Uring : public ::testing::TestWithParam<Flavor> {
     std::vector<std::string> args{"--backend", "uring"};
     args.insert(args.end(), GetParam().flags.begin(), GetParam().flags.end());
     args.insert(args.end(), extra.begin(), extra.end());
-    auto server = ServerProcess::start(args);
-    if (!server) throw std::runtime_error("server failed to start");
-    return server;
+    return start_server(args);
   }
   // SIGTERM, then the exit status (0 expected; under asan a leak makes it non-zero).
   static int stop(ServerProcess& server) {
