@@ -82,5 +82,45 @@ TEST(Buffer, TruncateDropsTail) {
   EXPECT_EQ(contents(buffer), "keep");
 }
 
+TEST(Buffer, WritableFloorPromisesNoMoreThanWritableGivesAndAllocatesNothing) {
+  Buffer buffer(40 << 10);
+  EXPECT_EQ(buffer.writable_floor(), Buffer::kInitialCapacity);
+  EXPECT_EQ(buffer.allocated(), 0u);
+  for (std::size_t floor = buffer.writable_floor(); floor > 0; floor = buffer.writable_floor()) {
+    const auto space = buffer.writable();
+    ASSERT_GE(space.size(), floor);
+    buffer.commit(std::min<std::size_t>(space.size(), 5000));
+  }
+  EXPECT_EQ(buffer.size(), 40u << 10);
+  EXPECT_TRUE(buffer.writable().empty());
+  buffer.consume(10);
+  EXPECT_EQ(buffer.writable_floor(), 10u);
+}
+
+TEST(Buffer, TailInPlaceLeavesReadableBytesWhereTheyAre) {
+  Buffer buffer(1 << 20);
+  put(buffer, std::string(1000, 'a'));
+  buffer.consume(100);  // room at the front too, which only writable() would reclaim
+  const char* sending = buffer.readable().data();
+  auto first = buffer.tail_in_place(0);
+  ASSERT_EQ(first.size(), buffer.allocated() - 1000);
+  std::memcpy(first.data(), "bc", 2);
+  auto second = buffer.tail_in_place(2);  // after bytes staged but not yet committed
+  EXPECT_EQ(second.data(), first.data() + 2);
+  std::memcpy(second.data(), "d", 1);
+  buffer.commit(3);
+  EXPECT_EQ(buffer.readable().data(), sending);
+  EXPECT_EQ(contents(buffer), std::string(900, 'a') + "bcd");
+  EXPECT_TRUE(buffer.tail_in_place(buffer.allocated()).empty());
+}
+
+TEST(Buffer, TailInPlaceRespectsTheSoftCap) {
+  Buffer buffer(100);
+  put(buffer, std::string(60, 'x'));
+  EXPECT_EQ(buffer.tail_in_place(0).size(), 40u);
+  EXPECT_EQ(buffer.tail_in_place(30).size(), 10u);
+  EXPECT_TRUE(buffer.tail_in_place(40).empty());
+}
+
 }  // namespace
 }  // namespace polyecho

@@ -36,14 +36,28 @@ bool Buffer::reserve_tail(std::size_t want, std::size_t limit) {
   return true;
 }
 
-std::span<char> Buffer::writable() {
+std::span<char> Buffer::writable(std::size_t useful) {
   const std::size_t used = size();
   if (used >= soft_cap_) return {};
   // A read into a sliver of tail room wastes a syscall; ask for a useful amount when possible.
-  const std::size_t useful = std::min(soft_cap_ - used, kInitialCapacity);
+  useful = std::min(soft_cap_ - used, useful);
   if (capacity_ - end_ < useful) reserve_tail(useful, soft_cap_);
   const std::size_t room = std::min(capacity_ - end_, soft_cap_ - used);
   return {data_.get() + end_, room};
+}
+
+std::size_t Buffer::writable_floor() const noexcept {
+  const std::size_t used = size();
+  if (used >= soft_cap_) return 0;
+  // writable() always reserves this much, and reserve_tail() cannot refuse it.
+  return std::max(std::min(soft_cap_ - used, kInitialCapacity),
+                  std::min(capacity_ - end_, soft_cap_ - used));
+}
+
+std::span<char> Buffer::tail_in_place(std::size_t skip) noexcept {
+  const std::size_t used = size() + skip;
+  if (used >= soft_cap_ || end_ + skip >= capacity_) return {};
+  return {data_.get() + end_ + skip, std::min(capacity_ - end_ - skip, soft_cap_ - used)};
 }
 
 bool Buffer::append(std::string_view bytes) {

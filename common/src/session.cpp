@@ -1,10 +1,10 @@
+#include "polyecho/session.hpp"
+
 #include <fmt/format.h>
 
 #include <algorithm>
 #include <cctype>
 #include <cstring>
-
-#include "polyecho/session.hpp"
 
 namespace polyecho {
 
@@ -47,12 +47,16 @@ std::optional<Transform> parse_transform(std::string_view text) {
   return std::nullopt;
 }
 
-std::string_view to_string(Mode mode) { return mode == Mode::raw ? "raw" : "line"; }
+std::string_view to_string(Mode mode) {
+  return mode == Mode::raw ? "raw" : "line";
+}
 std::string_view to_string(Transform transform) {
   return transform == Transform::none ? "none" : "upper";
 }
 
-std::size_t find_line_end(std::string_view bytes) noexcept { return bytes.find('\n'); }
+std::size_t find_line_end(std::string_view bytes) noexcept {
+  return bytes.find('\n');
+}
 
 // The buffer must hold a full maximal line plus its CRLF, so a line at the limit always fits.
 Session::Session(const ProtocolConfig& config)
@@ -60,9 +64,9 @@ Session::Session(const ProtocolConfig& config)
       buffer_(config.mode == Mode::line ? std::max(config.max_buffer, config.max_line + 2)
                                         : config.max_buffer) {}
 
-std::span<char> Session::input_space() {
+std::span<char> Session::input_space(std::size_t useful) {
   if (closing_) return {};
-  return buffer_.writable();
+  return buffer_.writable(useful);
 }
 
 Intent Session::on_received(std::size_t n) {
@@ -81,7 +85,8 @@ Intent Session::scan_lines() {
   while (cursor < bytes.size()) {
     const void* lf = std::memchr(bytes.data() + cursor, '\n', bytes.size() - cursor);
     if (lf == nullptr) break;
-    const std::size_t line_end = static_cast<std::size_t>(static_cast<const char*>(lf) - bytes.data()) + 1;
+    const std::size_t line_end =
+        static_cast<std::size_t>(static_cast<const char*>(lf) - bytes.data()) + 1;
     if (finish_line(line_start, line_end) == Intent::close_after_flush) {
       return Intent::close_after_flush;
     }
@@ -94,7 +99,8 @@ Intent Session::scan_lines() {
   std::size_t held = scanned_held_;
   if (held > 0 && bytes[bytes.size() - 1] == '\r') --held;
   if (held > config_.max_line) {
-    return close_with(line_start, fmt::format("error: line too long (max {} bytes)\n", config_.max_line));
+    return close_with(line_start,
+                      fmt::format("error: line too long (max {} bytes)\n", config_.max_line));
   }
   return Intent::keep_reading;
 }
@@ -103,7 +109,8 @@ Intent Session::finish_line(std::size_t line_start, std::size_t line_end) {
   auto line = buffer_.readable().subspan(line_start, line_end - line_start);
   const std::size_t content = content_length(line);
   if (content > config_.max_line) {
-    return close_with(line_start, fmt::format("error: line too long (max {} bytes)\n", config_.max_line));
+    return close_with(line_start,
+                      fmt::format("error: line too long (max {} bytes)\n", config_.max_line));
   }
   const std::string_view text(line.data(), content);
   if (equals_ignore_case(text, "quit") || equals_ignore_case(text, "q")) {

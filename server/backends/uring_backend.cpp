@@ -58,7 +58,7 @@ class UringBackend final : public Backend {
 const BackendRegistrar kRegistrar{BackendInfo{
     .name = "uring",
     .description =
-        "io_uring completions: multishot accept/recv with provided buffers; --workers rings",
+        "io_uring completions: multishot accept, recv into provided buffers; --workers rings",
     .uses_workers = true,
     .serves_concurrently = true,
     .default_rank = 5,  // never the default: io_uring may be disabled at run time

@@ -8,7 +8,7 @@
 namespace polyecho::uring {
 
 // A provided-buffer ring (IORING_REGISTER_PBUF_RING): a pool of equal buffers the kernel picks
-// from when a multishot recv completes, naming the one it used in the CQE.
+// from when a recv with IOSQE_BUFFER_SELECT completes, naming the one it used in the CQE.
 // liburing 2.3 has no io_uring_setup_buf_ring, so the ring memory is mapped here (page
 // aligned, as the kernel requires) and registered by hand. The buffers themselves are one
 // anonymous mapping, resident only once the kernel has written into them.
@@ -21,6 +21,7 @@ class ProvidedBufferRing {
   ProvidedBufferRing& operator=(const ProvidedBufferRing&) = delete;
 
   [[nodiscard]] std::uint16_t group() const noexcept { return group_; }
+  [[nodiscard]] std::size_t buffer_size() const noexcept { return size_; }
   [[nodiscard]] const char* data(std::uint16_t id) const noexcept {
     return buffers_ + std::size_t{id} * size_;
   }

@@ -33,13 +33,15 @@ bool env_flag(const char* name) {
       why));
 }
 
-// No opcode says "multishot"; the opcodes that arrived in the same kernel release do.
+// No opcode announces multishot accept or buffer rings; opcodes from the same kernel release
+// do. Buffer rings date from 5.19; they are only used from 6.0 on, where recv with them is
+// mature.
 void probe(io_uring& ring, RingFeatures& features) {
   std::unique_ptr<io_uring_probe, void (*)(io_uring_probe*)> p(io_uring_get_probe_ring(&ring),
                                                                io_uring_free_probe);
   if (!p || env_flag("POLYECHO_URING_SINGLESHOT")) return;
   features.multishot_accept = io_uring_opcode_supported(p.get(), IORING_OP_SOCKET) != 0;  // 5.19
-  features.multishot_recv = io_uring_opcode_supported(p.get(), IORING_OP_SEND_ZC) != 0;   // 6.0
+  features.buffer_ring = io_uring_opcode_supported(p.get(), IORING_OP_SEND_ZC) != 0;      // 6.0
 }
 
 }  // namespace

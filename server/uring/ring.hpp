@@ -16,8 +16,8 @@ struct Completion {
 
 struct RingOptions {
   unsigned sq_entries = 1024;
-  // Generous: every connection can have a recv, a send and a cancel outstanding, and a
-  // multishot recv may post many CQEs per wait. The kernel (IORING_FEAT_NODROP) keeps overflow
+  // Generous: every connection can have a recv, a send and a cancel outstanding, and the
+  // multishot accept may post many CQEs per wait. The kernel (IORING_FEAT_NODROP) keeps overflow
   // aside, but then refuses submissions with -EBUSY until we reap; see sqe().
   unsigned cq_entries = 16384;
   bool sqpoll = false;
@@ -26,13 +26,13 @@ struct RingOptions {
 // What this kernel offers beyond plain single-shot operations.
 struct RingFeatures {
   bool multishot_accept = false;  // 5.19
-  bool multishot_recv = false;    // 6.0, with provided-buffer rings
+  bool buffer_ring = false;       // provided-buffer rings (probed as 6.0)
 };
 
 // Sole owner of one io_uring instance. Used by one thread only (its worker).
 // Construction throws BackendUnavailable when io_uring cannot be set up at all (ENOSYS,
 // EPERM from seccomp or kernel.io_uring_disabled), or when POLYECHO_URING_FORCE_UNAVAILABLE=1
-// simulates that. POLYECHO_URING_SINGLESHOT=1 hides the multishot features (an older kernel).
+// simulates that. POLYECHO_URING_SINGLESHOT=1 hides both features (an older kernel).
 class Ring {
  public:
   explicit Ring(const RingOptions& options);

@@ -1,56 +1,74 @@
 // The data path of a uring worker: recv completions feed the Session, at most one send per
 // connection is in flight, and a connection is freed only after its last completion.
 //
-// Received bytes with a provided-buffer ring: the kernel picks a buffer per CQE; its bytes are
-// copied into Session::input_space() and the buffer goes straight back to the ring. The copy
-// happens only while no send is in flight, because input_space() may slide or grow the
-// Session's buffer, and an in-flight send still points into it. Meanwhile, arriving buffers
-// are held in order (Connection::held) and the multishot recv is cancelled once a connection
-// holds kHoldLimit bytes, so one slow reader cannot drain the shared pool.
-// Without multishot recv (older kernel, POLYECHO_URING_SINGLESHOT=1) a single-shot recv reads
-// straight into input_space(), alternating with sends for the same reason.
+// Received bytes with a provided-buffer ring: each recv is single-shot and asks for no more
+// than the Session can take right now; the kernel picks a pool buffer only when data arrives
+// (an idle connection pins none), its bytes are copied into the Session and the buffer goes
+// straight back to the pool in the same batch. So no connection ever holds pool memory while
+// it waits for its peer, and a client that sends without reading is bounded by --max-buffer
+// exactly as in the reactor. A multishot recv cannot be bounded like that: the kernel keeps
+// filling buffers until the socket is empty, so a few backpressured connections could pin the
+// whole pool and starve every other client of the ring.
+// While a send is in flight its bytes must not move, so a recv completing meanwhile is copied
+// into the Session's tail in place (Session::input_space_in_place) and reported only when the
+// send completes; otherwise input_space() may slide or grow the buffer first.
+// Without buffer rings (older kernel, POLYECHO_URING_SINGLESHOT=1) a recv reads straight into
+// input_space(), alternating with sends for the same reason.
+#include <spdlog/spdlog.h>
 #include <sys/socket.h>
 
 #include <algorithm>
 #include <cstring>
+#include <utility>
 
 #include "uring/uring_worker.hpp"
 
 namespace polyecho::uring {
 
-namespace {
-constexpr std::size_t kHoldLimit = 64 * 1024;
-}  // namespace
-
 void UringWorker::on_recv(Connection& c, int result, std::uint32_t flags) {
-  if ((flags & IORING_CQE_F_MORE) == 0) {
-    c.recv_armed = false;
-    --c.inflight;
-  }
+  c.recv_armed = false;
+  --c.inflight;
+  ProvidedBufferRing* pool = std::exchange(c.recv_pool, nullptr);
   if (flags & IORING_CQE_F_BUFFER) {
     const auto id = static_cast<std::uint16_t>(flags >> IORING_CQE_BUFFER_SHIFT);
-    if (result > 0 && !c.closing) {
-      c.held.push_back({id, 0, static_cast<std::uint32_t>(result)});
-      c.held_bytes += static_cast<std::size_t>(result);
-    } else {
-      buffers_->recycle(id);
-      recycled_ = true;
-    }
+    if (result > 0 && !c.closing) deliver(c, pool->data(id), static_cast<std::size_t>(result));
+    pool->recycle(id);
   }
   if (c.closing) return free_if_done(c);
   if (result > 0) {
     touch(c);
+    c.last_recv = static_cast<std::size_t>(result);
     c.counters.bytes_in += static_cast<std::uint64_t>(result);
     if ((flags & IORING_CQE_F_BUFFER) == 0) c.session.on_received(static_cast<std::size_t>(result));
   } else if (result == 0) {
     c.peer_eof = true;
+  } else if (result == -ENOBUFS && pool != nullptr && pool == &*bulk_pool_) {
+    c.last_recv = 0;  // every bulk buffer is busy: progress() asks the small pool at once
   } else if (result == -ENOBUFS) {
-    c.starved = true;  // the pool is empty; rearm_starved() resumes it
+    c.starved = true;  // every pool buffer is in a CQE of this batch; rearm_starved() retries
     starved_.push_back(&c);
   } else if (result != -ECANCELED) {
     return close_connection(c, -result);
   }
   progress(c);
+}
+
+// The recv was sized by what the Session could take when it was armed, and nothing but this
+// recv adds bytes meanwhile, so the room is still there (checked anyway: a miscount must
+// never write past it).
+void UringWorker::deliver(Connection& c, const char* bytes, std::size_t n) {
+  const auto room =
+      c.send_armed ? c.session.input_space_in_place(c.staged) : c.session.input_space();
+  if (room.size() < n) {
+    spdlog::error("uring: {} received bytes do not fit the {} bytes of room", n, room.size());
+    return close_connection(c, EOVERFLOW);
+  }
+  std::memcpy(room.data(), bytes, n);
+  if (c.send_armed) {
+    c.staged += n;
+  } else {
+    c.session.on_received(n);
+  }
 }
 
 void UringWorker::on_send(Connection& c, int result) {
@@ -60,6 +78,8 @@ void UringWorker::on_send(Connection& c, int result) {
   if (result <= 0) return close_connection(c, result == 0 ? EPIPE : -result);
   touch(c);
   c.counters.bytes_out += static_cast<std::uint64_t>(result);
+  // Staged bytes first: on_sent() rewinds an emptied buffer, which would orphan them.
+  if (c.staged > 0) c.session.on_received(std::exchange(c.staged, 0));
   c.session.on_sent(static_cast<std::size_t>(result));  // a short send leaves the rest in output()
   progress(c);
 }
@@ -74,53 +94,43 @@ void UringWorker::on_cancelled(Connection& c) {
 // Decides the connection's next operations from its state; the only place that arms them.
 void UringWorker::progress(Connection& c) {
   if (!c.send_armed) {
-    absorb_held(c);
-    // Only once no recv is in flight: its completion may still carry bytes (a multishot recv
-    // until its final CQE, a single-shot one into input_space()), and they are echoed too.
-    if (c.peer_eof && c.held.empty() && !c.recv_armed && !c.session.closing())
-      c.session.on_peer_eof();
-    if (c.session.has_output()) arm_send(c);
+    if (c.staged > 0) c.session.on_received(std::exchange(c.staged, 0));
+    // Only once no recv is in flight: its completion may still carry bytes to echo.
+    if (c.peer_eof && !c.recv_armed && !c.session.closing()) c.session.on_peer_eof();
+    if (c.session.has_output()) {
+      // Make room for the next recv now, while the buffer may still slide or grow: once the
+      // send is in flight, received bytes can only go into the tail as it stands. Bulk
+      // senders get a whole pool buffer's worth; a chatty or idle connection stays small.
+      if (small_pool_) {
+        (void)c.session.input_space(std::clamp<std::size_t>(
+            2 * c.last_recv, Buffer::kInitialCapacity, bulk_pool_->buffer_size()));
+      }
+      arm_send(c);
+    }
   }
   if (c.session.finished() && !c.send_armed) return close_connection(c, 0);
-
-  const bool want_input = c.session.wants_input() && !c.peer_eof && c.held_bytes < kHoldLimit;
-  if (buffers_) {
-    if (want_input && !c.recv_armed && !c.starved && !c.cancel_pending) arm_recv(c);
-    if (!want_input && c.recv_armed && !c.cancel_pending) {
-      cancel(tag(&c, kRecv));  // backpressure: stop the multishot recv until the echo drains
-      c.cancel_pending = true;
-      ++c.inflight;
-    }
-  } else if (want_input && !c.recv_armed && !c.send_armed) {
-    arm_recv(c);
-  }
-}
-
-void UringWorker::absorb_held(Connection& c) {
-  while (!c.held.empty()) {
-    const auto space = c.session.input_space();
-    if (space.empty()) return;
-    Connection::Held& h = c.held.front();
-    const std::size_t n = std::min<std::size_t>(space.size(), h.length - h.offset);
-    std::memcpy(space.data(), buffers_->data(h.id) + h.offset, n);
-    c.session.on_received(n);
-    h.offset += static_cast<std::uint32_t>(n);
-    c.held_bytes -= n;
-    if (h.offset < h.length) continue;
-    buffers_->recycle(h.id);
-    recycled_ = true;
-    c.held.erase(c.held.begin());  // usually the only element
-  }
+  if (c.recv_armed || c.starved || c.peer_eof || !c.session.wants_input()) return;
+  if (small_pool_ || !c.send_armed) arm_recv(c);
 }
 
 void UringWorker::arm_recv(Connection& c) {
-  io_uring_sqe* sqe = ring_.sqe();
-  if (buffers_) {
-    io_uring_prep_recv_multishot(sqe, c.fd.get(), nullptr, 0, 0);
+  io_uring_sqe* sqe = nullptr;
+  if (small_pool_) {
+    const std::size_t room = c.send_armed ? c.session.input_space_in_place(c.staged).size()
+                                          : c.session.input_space_floor();
+    if (room == 0) return;  // the send's completion makes room and calls progress() again
+    // The latest recv filled a small buffer: bulk traffic, take a large one if there is room.
+    const bool bulk =
+        c.last_recv >= small_pool_->buffer_size() && room > small_pool_->buffer_size();
+    c.recv_pool = bulk ? &*bulk_pool_ : &*small_pool_;
+    sqe = ring_.sqe();
+    const auto length = static_cast<unsigned>(std::min(room, c.recv_pool->buffer_size()));
+    io_uring_prep_recv(sqe, c.fd.get(), nullptr, length, 0);
     sqe->flags |= IOSQE_BUFFER_SELECT;
-    sqe->buf_group = buffers_->group();
+    sqe->buf_group = c.recv_pool->group();
   } else {
     const auto space = c.session.input_space();
+    sqe = ring_.sqe();
     io_uring_prep_recv(sqe, c.fd.get(), space.data(), space.size(), 0);
   }
   io_uring_sqe_set_data64(sqe, tag(&c, kRecv));
@@ -144,9 +154,9 @@ void UringWorker::touch(Connection& c) {
   open_.splice(open_.end(), open_, c.self);
 }
 
-// The drain deadline: treat it like the peer's EOF. SHUT_RD ends a pending recv (a single-shot
-// one may wait on an idle peer) and progress() cancels a multishot one; whatever their last
-// completions carry is still counted, echoed, and only then released with on_peer_eof().
+// The drain deadline: treat it like the peer's EOF. SHUT_RD ends a pending recv (it may wait
+// on an idle peer); whatever its completion carries is still counted and echoed, and only
+// then is the Session released with on_peer_eof().
 void UringWorker::stop_reading(Connection& c) {
   if (c.peer_eof) return;
   c.peer_eof = true;
@@ -160,9 +170,9 @@ void UringWorker::close_connection(Connection& c, int error) {
   if (error != 0) context_.stats.errors.fetch_add(1, std::memory_order_relaxed);
   closing_.splice(closing_.end(), open_, c.self);
   if (c.inflight > 0) {
-    // shutdown ends a pending recv (EOF) and send (EPIPE) at once; the cancel covers a
-    // multishot recv the kernel has not yet noticed. The fd stays open until the last CQE, so
-    // its number cannot be reused under an operation still in flight.
+    // shutdown ends a pending recv (EOF) and send (EPIPE) at once; the cancel covers a recv
+    // the kernel has not yet noticed. The fd stays open until the last CQE, so its number
+    // cannot be reused under an operation still in flight.
     ::shutdown(c.fd.get(), SHUT_RDWR);
     if (c.recv_armed && !c.cancel_pending) {
       cancel(tag(&c, kRecv));
@@ -175,15 +185,12 @@ void UringWorker::close_connection(Connection& c, int error) {
 
 void UringWorker::free_if_done(Connection& c) {
   if (c.inflight > 0) return;
-  for (const auto& h : c.held) buffers_->recycle(h.id);
-  if (!c.held.empty()) recycled_ = true;
   if (c.starved) std::erase(starved_, &c);
   c.counters.flush_to(context_.stats);
   closing_.erase(c.self);  // closes the socket, ends ActiveGuard
 }
 
 void UringWorker::rearm_starved() {
-  recycled_ = false;
   auto waiting = std::move(starved_);
   starved_.clear();
   for (Connection* c : waiting) {

@@ -22,26 +22,22 @@ struct Connection {
   Connection(unique_fd socket, const ProtocolConfig& protocol, Stats& stats)
       : fd(std::move(socket)), session(protocol), active(stats) {}
 
-  // A provided buffer whose bytes are not yet in the Session (in arrival order).
-  struct Held {
-    std::uint16_t id;
-    std::uint32_t offset;
-    std::uint32_t length;
-  };
-
   unique_fd fd;
   Session session;
   ActiveGuard active;
   ConnectionCounters counters;
   std::list<Connection>::iterator self;  // position in open_ (idle order) or closing_
   Clock::time_point last_active;
-  std::vector<Held> held;
-  std::size_t held_bytes = 0;
-  unsigned inflight = 0;  // operations whose final CQE has not arrived yet
+  // Bytes copied into the Session's tail while a send was in flight, reported to it once the
+  // send completes (see uring_connection.cpp).
+  std::size_t staged = 0;
+  ProvidedBufferRing* recv_pool = nullptr;  // the pool the recv in flight takes a buffer from
+  std::size_t last_recv = 0;  // bytes the latest recv brought: sizes the room kept for the next
+  unsigned inflight = 0;      // operations whose final CQE has not arrived yet
   bool recv_armed = false;
   bool send_armed = false;  // at most one send in flight: bytes leave in order
   bool cancel_pending = false;
-  bool starved = false;   // a multishot recv ended with -ENOBUFS; re-armed when buffers return
+  bool starved = false;   // a recv found the pool empty (-ENOBUFS); re-armed after the batch
   bool peer_eof = false;  // the peer's EOF arrived, or the drain deadline cut our input
   bool closing = false;
 };
@@ -91,7 +87,7 @@ class UringWorker {
   void on_send(Connection& c, int result);
   void on_cancelled(Connection& c);
   void progress(Connection& c);
-  void absorb_held(Connection& c);
+  void deliver(Connection& c, const char* bytes, std::size_t n);
   void arm_recv(Connection& c);
   void arm_send(Connection& c);
   void touch(Connection& c);
@@ -104,11 +100,12 @@ class UringWorker {
   const ServerConfig& config_;
   unique_fd listener_;
   Ring ring_;
-  std::optional<ProvidedBufferRing> buffers_;  // present when multishot recv is used
+  // Provided buffers in two size classes; both absent on kernels without buffer rings.
+  std::optional<ProvidedBufferRing> small_pool_;
+  std::optional<ProvidedBufferRing> bulk_pool_;
   std::list<Connection> open_;     // least recently active first: the idle timeout's order
   std::list<Connection> closing_;  // closed, waiting for their last completions
   std::vector<Connection*> starved_;
-  bool recycled_ = false;  // a provided buffer went back this batch
   Clock::time_point now_;
 
   unsigned loop_ops_ = 0;  // accept, timer, stop poll and their cancels

@@ -21,14 +21,22 @@ class Buffer {
 
   explicit Buffer(std::size_t soft_cap);
 
-  // Room for incoming bytes (compacts or grows as needed). Empty when the soft cap is reached.
-  [[nodiscard]] std::span<char> writable();
+  // Room for incoming bytes (compacts or grows as needed to offer `useful` bytes, or what is
+  // left below the soft cap). Empty when the soft cap is reached.
+  [[nodiscard]] std::span<char> writable(std::size_t useful = kInitialCapacity);
   void commit(std::size_t n) noexcept { end_ += n; }
+  // How much writable() is sure to offer on its next call, without allocating anything now.
+  [[nodiscard]] std::size_t writable_floor() const noexcept;
+  // Room after the readable bytes plus `skip` more, as it stands: never slides or grows the
+  // buffer, so the readable region stays where it is (e.g. while the kernel sends from it).
+  [[nodiscard]] std::span<char> tail_in_place(std::size_t skip) noexcept;
 
   [[nodiscard]] std::span<const char> readable() const noexcept {
     return {data_.get() + begin_, end_ - begin_};
   }
-  [[nodiscard]] std::span<char> readable() noexcept { return {data_.get() + begin_, end_ - begin_}; }
+  [[nodiscard]] std::span<char> readable() noexcept {
+    return {data_.get() + begin_, end_ - begin_};
+  }
   void consume(std::size_t n) noexcept;
   // Drops readable bytes from the tail so that `keep` bytes remain.
   void truncate(std::size_t keep) noexcept { end_ = begin_ + keep; }

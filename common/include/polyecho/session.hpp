@@ -23,8 +23,20 @@ class Session {
 
   // Where the transport should place received bytes. Empty means "do not read now": either
   // the output cap is reached (backpressure: flush first) or the session is closing.
-  [[nodiscard]] std::span<char> input_space();
-  // `n` bytes were written into the span last returned by input_space().
+  // `useful`: how much room is worth sliding or growing the buffer for.
+  [[nodiscard]] std::span<char> input_space(std::size_t useful = Buffer::kInitialCapacity);
+  // How many bytes input_space() is sure to offer next time, without allocating now: a
+  // completion-based transport sizes a read by it before it has anywhere to put the bytes.
+  [[nodiscard]] std::size_t input_space_floor() const noexcept {
+    return closing_ ? 0 : buffer_.writable_floor();
+  }
+  // Room after the buffered bytes and `staged` bytes already copied there but not yet
+  // reported, without sliding or growing the buffer: safe to fill while a send still points
+  // into output(). Report the staged bytes with on_received() once no send is in flight.
+  [[nodiscard]] std::span<char> input_space_in_place(std::size_t staged) noexcept {
+    return closing_ ? std::span<char>() : buffer_.tail_in_place(staged);
+  }
+  // `n` bytes were written into the span last returned by input_space() (or staged in place).
   Intent on_received(std::size_t n);
   // The peer shut down its write side. Any incomplete line is still echoed.
   Intent on_peer_eof();
