@@ -25,7 +25,8 @@ bool is_quit(const std::string& line) {
 
 int run_interactive(const ConnectOptions& options) {
   unique_fd fd = connect_or_explain(options);
-  set_io_timeout(fd.get(), std::chrono::milliseconds(static_cast<long long>(options.timeout_seconds * 1000)));
+  set_io_timeout(fd.get(),
+                 std::chrono::milliseconds(static_cast<long long>(options.timeout_seconds * 1000)));
   const bool tty = ::isatty(STDIN_FILENO) != 0;
   if (tty) fmt::print("connected to {}:{}; type a line, q to quit\n", options.host, options.port);
   std::string pending;  // bytes received beyond the last printed line

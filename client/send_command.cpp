@@ -71,8 +71,10 @@ int run_send(const ConnectOptions& options, const std::vector<std::string>& word
     }
     if (fds[0].revents & POLLOUT) {
       const IoResult r = send_some(fd.get(), {outgoing.data() + sent, outgoing.size() - sent});
-      if (r.bytes > 0) sent += static_cast<std::size_t>(r.bytes);
-      else if (!r.would_block()) throw ClientError(fmt::format("send: {}", std::strerror(r.error)));
+      if (r.bytes > 0)
+        sent += static_cast<std::size_t>(r.bytes);
+      else if (!r.would_block())
+        throw ClientError(fmt::format("send: {}", std::strerror(r.error)));
     }
     if (fds[0].revents & (POLLIN | POLLHUP | POLLERR)) {
       const IoResult r = read_some(fd.get(), chunk);
@@ -82,8 +84,10 @@ int run_send(const ConnectOptions& options, const std::vector<std::string>& word
         }
         return 0;
       }
-      if (r.bytes > 0) write_stdout(chunk.data(), static_cast<std::size_t>(r.bytes));
-      else if (!r.would_block()) throw ClientError(fmt::format("recv: {}", std::strerror(r.error)));
+      if (r.bytes > 0)
+        write_stdout(chunk.data(), static_cast<std::size_t>(r.bytes));
+      else if (!r.would_block())
+        throw ClientError(fmt::format("recv: {}", std::strerror(r.error)));
     }
   }
 }

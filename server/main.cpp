@@ -1,3 +1,5 @@
 #include "core/server_main.hpp"
 
-int main(int argc, char** argv) { return polyecho::server_main(argc, argv); }
+int main(int argc, char** argv) {
+  return polyecho::server_main(argc, argv);
+}

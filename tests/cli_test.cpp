@@ -45,14 +45,16 @@ TEST_P(ServerRejectsBadFlags, WithExitTwoAndAMessageNamingTheFlag) {
   EXPECT_EQ(std::count(error.begin(), error.end(), '\n'), 1) << "expected one line: " << error;
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Flags, ServerRejectsBadFlags,
-    ::testing::Values(BadFlag{{"--port", "abc"}, "--port"}, BadFlag{{"--port", "70000"}, "--port"},
-                      BadFlag{{"--backend", "nope"}, "--backend"}, BadFlag{{"--mode", "weird"}, "--mode"},
-                      BadFlag{{"--max-connections", "0"}, "--max-connections"},
-                      BadFlag{{"--idle-timeout", "-1"}, "--idle-timeout"},
-                      BadFlag{{"--workers", "x"}, "--workers"}, BadFlag{{"--no-such-flag"}, "--no-such-flag"},
-                      BadFlag{{"--host", "not a host"}, "--host"}));
+INSTANTIATE_TEST_SUITE_P(Flags, ServerRejectsBadFlags,
+                         ::testing::Values(BadFlag{{"--port", "abc"}, "--port"},
+                                           BadFlag{{"--port", "70000"}, "--port"},
+                                           BadFlag{{"--backend", "nope"}, "--backend"},
+                                           BadFlag{{"--mode", "weird"}, "--mode"},
+                                           BadFlag{{"--max-connections", "0"}, "--max-connections"},
+                                           BadFlag{{"--idle-timeout", "-1"}, "--idle-timeout"},
+                                           BadFlag{{"--workers", "x"}, "--workers"},
+                                           BadFlag{{"--no-such-flag"}, "--no-such-flag"},
+                                           BadFlag{{"--host", "not a host"}, "--host"}));
 
 TEST(ServerCli, PortInUseExitsOneNamingTheAddress) {
   unique_fd taken = make_listener(resolve_endpoint("127.0.0.1", 0), {});
@@ -101,7 +103,8 @@ TEST(ClientCli, SendPrintsTheEchoAndExitsZero) {
   const auto words = run_shell(client_binary() + " --port " + port + " send hello world");
   EXPECT_EQ(words.status, 0);
   EXPECT_EQ(words.output, "HELLO WORLD\n");
-  const auto piped = run_shell("printf 'one\\ntwo\\n' | " + client_binary() + " --port " + port + " send");
+  const auto piped =
+      run_shell("printf 'one\\ntwo\\n' | " + client_binary() + " --port " + port + " send");
   EXPECT_EQ(piped.status, 0);
   EXPECT_EQ(piped.output, "ONE\nTWO\n");
 }
@@ -109,8 +112,8 @@ TEST(ClientCli, SendPrintsTheEchoAndExitsZero) {
 TEST(ClientCli, InteractivePrintsEachReplyAndQuits) {
   auto server = ServerProcess::start({"--mode", "line"});
   ASSERT_TRUE(server);
-  const auto result =
-      run_shell("printf 'hi\\nthere\\nq\\nignored\\n' | " + client_binary() + " --port " + std::to_string(server->port()));
+  const auto result = run_shell("printf 'hi\\nthere\\nq\\nignored\\n' | " + client_binary() +
+                                " --port " + std::to_string(server->port()));
   EXPECT_EQ(result.status, 0);
   EXPECT_EQ(result.output, "hi\nthere\nbye\n");
 }

@@ -103,7 +103,8 @@ TEST_P(Conformance, LineModeQuitSaysByeAndCloses) {
 TEST_P(Conformance, LineModeRejectsOverlongLineAfterEchoingEarlierLines) {
   auto server = start({"--mode", "line", "--max-line", "16"});
   auto fd = connect_loopback(server->port());
-  ASSERT_TRUE(send_text(fd.get(), "ok\n" + std::string(16, 'x') + "\n" + std::string(17, 'y') + "\n"));
+  ASSERT_TRUE(
+      send_text(fd.get(), "ok\n" + std::string(16, 'x') + "\n" + std::string(17, 'y') + "\n"));
   EXPECT_EQ(recv_until_eof(fd.get()),
             "ok\n" + std::string(16, 'x') + "\nerror: line too long (max 16 bytes)\n");
 }
@@ -181,7 +182,8 @@ TEST_P(Conformance, StopCutsIdleClientsAtDrainDeadlineAndLeavesNoChildren) {
   EXPECT_EQ(server->wait_exit(kSafetyTimeout), 0) << server->stderr_text();
   const PeerEnd end = wait_for_close(clients.front().get());
   EXPECT_TRUE(end == PeerEnd::closed || end == PeerEnd::reset);
-  for (pid_t child : children) EXPECT_FALSE(process_exists(child)) << "child " << child << " survived";
+  for (pid_t child : children)
+    EXPECT_FALSE(process_exists(child)) << "child " << child << " survived";
 }
 
 TEST_P(Conformance, SecondStopSignalExitsImmediately) {

@@ -1,8 +1,8 @@
 // The fiber model's own pieces: the guarded, pooled stack allocator (unit), and a scheduler
 // property the shared suites do not pin down: a fiber blocked on a write to a peer that never
 // reads stalls nobody else on its thread.
-#include <gtest/gtest.h>
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>

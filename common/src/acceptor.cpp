@@ -32,7 +32,9 @@ Burst& burst() {
   return state;
 }
 
-unique_fd open_reserve() { return unique_fd(::open("/dev/null", O_RDONLY | O_CLOEXEC)); }
+unique_fd open_reserve() {
+  return unique_fd(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+}
 }  // namespace
 
 Acceptor::Acceptor(int listen_fd, Stats& stats)
@@ -71,7 +73,8 @@ Acceptor::Result Acceptor::accept_one(bool nonblocking) {
 Acceptor::Result Acceptor::shed_one(int error) {
   if (!burst().active) {
     burst().active = true;  // once per burst, even while every attempt ends `exhausted`
-    spdlog::warn("accept: {}; shedding new connections until descriptors free up", std::strerror(error));
+    spdlog::warn("accept: {}; shedding new connections until descriptors free up",
+                 std::strerror(error));
   }
   if (!reserve_) {
     reserve_ = open_reserve();  // maybe descriptors came back since last time

@@ -12,16 +12,19 @@
 namespace polyecho {
 
 std::uint16_t Endpoint::port() const noexcept {
-  if (family() == AF_INET6) return ntohs(reinterpret_cast<const sockaddr_in6*>(&storage)->sin6_port);
+  if (family() == AF_INET6)
+    return ntohs(reinterpret_cast<const sockaddr_in6*>(&storage)->sin6_port);
   return ntohs(reinterpret_cast<const sockaddr_in*>(&storage)->sin_port);
 }
 
 std::string Endpoint::host() const {
   char text[INET6_ADDRSTRLEN] = {};
   if (family() == AF_INET6) {
-    ::inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(&storage)->sin6_addr, text, sizeof text);
+    ::inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(&storage)->sin6_addr, text,
+                sizeof text);
   } else {
-    ::inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(&storage)->sin_addr, text, sizeof text);
+    ::inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(&storage)->sin_addr, text,
+                sizeof text);
   }
   return text;
 }
@@ -34,7 +37,8 @@ std::string Endpoint::to_string() const {
 Endpoint resolve_endpoint(std::string_view host, std::uint16_t port) {
   std::string name(host);
   // Accept the bracketed form users copy from URLs and from our own output.
-  if (name.size() > 2 && name.front() == '[' && name.back() == ']') name = name.substr(1, name.size() - 2);
+  if (name.size() > 2 && name.front() == '[' && name.back() == ']')
+    name = name.substr(1, name.size() - 2);
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
@@ -42,7 +46,8 @@ Endpoint resolve_endpoint(std::string_view host, std::uint16_t port) {
   addrinfo* found = nullptr;
   const std::string service = std::to_string(port);
   if (int rc = ::getaddrinfo(name.c_str(), service.c_str(), &hints, &found); rc != 0) {
-    throw std::invalid_argument(fmt::format("cannot resolve host '{}': {}", name, ::gai_strerror(rc)));
+    throw std::invalid_argument(
+        fmt::format("cannot resolve host '{}': {}", name, ::gai_strerror(rc)));
   }
   std::unique_ptr<addrinfo, decltype(&::freeaddrinfo)> owner(found, &::freeaddrinfo);
   Endpoint endpoint;

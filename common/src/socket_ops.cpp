@@ -28,7 +28,8 @@ unique_fd make_listener(const Endpoint& endpoint, const ListenerOptions& options
   if (!fd) throw_errno("socket");
   // SO_REUSEADDR: a restarted server must not wait out TIME_WAIT of its previous run.
   set_int_option(fd.get(), SOL_SOCKET, SO_REUSEADDR, 1, "setsockopt(SO_REUSEADDR)");
-  if (options.reuse_port) set_int_option(fd.get(), SOL_SOCKET, SO_REUSEPORT, 1, "setsockopt(SO_REUSEPORT)");
+  if (options.reuse_port)
+    set_int_option(fd.get(), SOL_SOCKET, SO_REUSEPORT, 1, "setsockopt(SO_REUSEPORT)");
   if (endpoint.family() == AF_INET6) {
     // "::" should mean both families, whatever the system default says.
     set_int_option(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, 0, "setsockopt(IPV6_V6ONLY)");
@@ -68,13 +69,16 @@ void set_nonblocking(int fd, bool on) {
   if (::fcntl(fd, F_SETFL, flags) != 0) throw_errno("fcntl(F_SETFL)");
 }
 
-void set_nodelay(int fd) { set_int_option(fd, IPPROTO_TCP, TCP_NODELAY, 1, "setsockopt(TCP_NODELAY)"); }
+void set_nodelay(int fd) {
+  set_int_option(fd, IPPROTO_TCP, TCP_NODELAY, 1, "setsockopt(TCP_NODELAY)");
+}
 
 void set_keepalive(int fd, int idle_seconds) {
   set_int_option(fd, SOL_SOCKET, SO_KEEPALIVE, 1, "setsockopt(SO_KEEPALIVE)");
   set_int_option(fd, IPPROTO_TCP, TCP_KEEPIDLE, idle_seconds, "setsockopt(TCP_KEEPIDLE)");
   // Probe a few times, a few seconds apart, so a vanished peer is reclaimed soon after idle.
-  set_int_option(fd, IPPROTO_TCP, TCP_KEEPINTVL, std::max(1, idle_seconds / 3), "setsockopt(TCP_KEEPINTVL)");
+  set_int_option(fd, IPPROTO_TCP, TCP_KEEPINTVL, std::max(1, idle_seconds / 3),
+                 "setsockopt(TCP_KEEPINTVL)");
   set_int_option(fd, IPPROTO_TCP, TCP_KEEPCNT, 3, "setsockopt(TCP_KEEPCNT)");
 }
 
@@ -82,8 +86,10 @@ void set_io_timeout(int fd, std::chrono::milliseconds timeout) {
   timeval tv{};
   tv.tv_sec = static_cast<time_t>(timeout.count() / 1000);
   tv.tv_usec = static_cast<suseconds_t>((timeout.count() % 1000) * 1000);
-  if (::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) != 0) throw_errno("setsockopt(SO_RCVTIMEO)");
-  if (::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv) != 0) throw_errno("setsockopt(SO_SNDTIMEO)");
+  if (::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) != 0)
+    throw_errno("setsockopt(SO_RCVTIMEO)");
+  if (::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv) != 0)
+    throw_errno("setsockopt(SO_SNDTIMEO)");
 }
 
 IoResult read_some(int fd, std::span<char> into) noexcept {

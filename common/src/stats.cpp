@@ -16,7 +16,8 @@ std::string Stats::summary() const {
 }
 
 SharedStats::SharedStats() {
-  void* memory = ::mmap(nullptr, sizeof(Stats), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  void* memory =
+      ::mmap(nullptr, sizeof(Stats), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
   if (memory == MAP_FAILED) throw_errno("mmap(stats)");
   stats_ = new (memory) Stats();
 }

@@ -44,7 +44,9 @@ void on_stop_signal(int) {
   poke(g_stop_write.load());
 }
 
-void on_child_signal(int) { poke(g_child_write.load()); }
+void on_child_signal(int) {
+  poke(g_child_write.load());
+}
 
 void set_handler(int signal_number, void (*handler)(int)) {
   struct sigaction action {};
@@ -66,8 +68,12 @@ void install() {
   set_handler(SIGTERM, on_stop_signal);
 }
 
-bool requested() noexcept { return g_stop_count.load() > 0; }
-int stop_fd() noexcept { return g_stop_read.load(); }
+bool requested() noexcept {
+  return g_stop_count.load() > 0;
+}
+int stop_fd() noexcept {
+  return g_stop_read.load();
+}
 
 void request() noexcept {
   int expected = 0;
@@ -79,7 +85,9 @@ void watch_children() {
   set_handler(SIGCHLD, on_child_signal);
 }
 
-int child_fd() noexcept { return g_child_read.load(); }
+int child_fd() noexcept {
+  return g_child_read.load();
+}
 
 void clear_child_fd() noexcept {
   char sink[64];

@@ -18,7 +18,8 @@ int main() {
     asio::co_spawn(io, spin(), asio::detached);
     auto t0 = std::chrono::steady_clock::now();
     io.run();
-    auto ns = std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - t0).count();
+    auto ns =
+        std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - t0).count();
     std::printf("%.1f ns per co_await post (suspend + queue + resume)\n", ns / kN);
   }
 }

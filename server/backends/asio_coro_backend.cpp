@@ -104,7 +104,7 @@ class Server {
   int run() {
     set_nonblocking(context_.listener.get());  // the Acceptor must see EAGAIN, never block
     acceptor_.assign(protocol_, context_.listener.get());
-    (void)context_.listener.release();  // owned by acceptor_ now
+    (void)context_.listener.release();                  // owned by acceptor_ now
     const int stop_fd = ::dup(stop_signal::stop_fd());  // stop_watch_ closes its own copy
     if (stop_fd < 0) throw_errno("dup");
     stop_watch_.assign(stop_fd);

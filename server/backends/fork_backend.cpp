@@ -89,7 +89,8 @@ class ForkBackend final : public Backend {
   // Waits for the children (woken by SIGCHLD) until `deadline`; true when none is left.
   bool wait_children(Stats& stats, Clock::time_point deadline) {
     while (!children_.empty()) {
-      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+      const auto left =
+          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
       if (left.count() <= 0) return false;
       pollfd fd{stop_signal::child_fd(), POLLIN, 0};
       ::poll(&fd, 1, static_cast<int>(left.count()) + 1);

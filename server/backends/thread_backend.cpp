@@ -52,10 +52,12 @@ class ThreadBackend final : public Backend {
     const int fd = connection.get();
     active_.add(fd);
     try {
-      threads_.emplace(id, std::thread([this, &context, id, conn = std::move(connection)]() mutable {
+      threads_.emplace(id,
+                       std::thread([this, &context, id, conn = std::move(connection)]() mutable {
                          {
                            ActiveGuard guard(context.stats);
-                           serve_blocking(conn.get(), context.config, context.stats, {.input_cut = active_.input_cut()});
+                           serve_blocking(conn.get(), context.config, context.stats,
+                                          {.input_cut = active_.input_cut()});
                            active_.remove(conn.get());
                          }
                          conn.reset();

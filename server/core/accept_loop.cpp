@@ -39,7 +39,9 @@ void BlockingAcceptLoop::run(const std::function<void(unique_fd)>& on_connection
   bool listener_gone = false;  // shut down by the pool's owner: this loop is done
   while (!stop_signal::requested() && !listener_gone) {
     listener.fd = listener_paused ? -1 : listen_fd_;
-    const int ready = ::poll(fds.data(), fds.size(), listener_paused ? static_cast<int>(Acceptor::kExhaustedBackoff.count()) : -1);
+    const int ready =
+        ::poll(fds.data(), fds.size(),
+               listener_paused ? static_cast<int>(Acceptor::kExhaustedBackoff.count()) : -1);
     if (ready < 0 && errno != EINTR) throw_errno("poll");
     listener_paused = false;
     if (stop_signal::requested()) break;

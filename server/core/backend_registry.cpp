@@ -24,7 +24,9 @@ void BackendRegistry::add(BackendInfo info) {
   backends.insert(at, std::move(info));
 }
 
-const std::vector<BackendInfo>& BackendRegistry::all() { return storage(); }
+const std::vector<BackendInfo>& BackendRegistry::all() {
+  return storage();
+}
 
 const BackendInfo* BackendRegistry::find(std::string_view name) {
   for (const auto& info : storage()) {
@@ -35,13 +37,18 @@ const BackendInfo* BackendRegistry::find(std::string_view name) {
 
 const BackendInfo* BackendRegistry::preferred_default() {
   const auto& backends = storage();
-  auto best = std::max_element(backends.begin(), backends.end(),
-                               [](const BackendInfo& a, const BackendInfo& b) { return a.default_rank < b.default_rank; });
+  auto best = std::max_element(
+      backends.begin(), backends.end(),
+      [](const BackendInfo& a, const BackendInfo& b) { return a.default_rank < b.default_rank; });
   return best == backends.end() ? nullptr : &*best;
 }
 
-void BackendRegistry::add_missing(MissingBackend missing) { missing_storage().push_back(std::move(missing)); }
+void BackendRegistry::add_missing(MissingBackend missing) {
+  missing_storage().push_back(std::move(missing));
+}
 
-const std::vector<MissingBackend>& BackendRegistry::missing() { return missing_storage(); }
+const std::vector<MissingBackend>& BackendRegistry::missing() {
+  return missing_storage();
+}
 
 }  // namespace polyecho

@@ -83,7 +83,8 @@ class BlockingServer {
 
   bool must_stop_reading() const {
     if (cut_) return true;
-    if (options_.input_cut != nullptr && options_.input_cut->load(std::memory_order_relaxed)) return true;
+    if (options_.input_cut != nullptr && options_.input_cut->load(std::memory_order_relaxed))
+      return true;
     return draining_ && Clock::now() >= deadline_;
   }
 
@@ -95,7 +96,8 @@ class BlockingServer {
   int wait_unless_stopping() {
     if (options_.on_interrupt == OnStop::ignore || draining_ || cut_) return 0;
     pollfd fds[2] = {{fd_, POLLIN, 0}, {stop_signal::stop_fd(), POLLIN, 0}};
-    const int timeout_ms = config_.idle_timeout.count() > 0 ? static_cast<int>(config_.idle_timeout.count()) : -1;
+    const int timeout_ms =
+        config_.idle_timeout.count() > 0 ? static_cast<int>(config_.idle_timeout.count()) : -1;
     const int ready = ::poll(fds, 2, timeout_ms);
     if (ready < 0 && errno != EINTR) return errno;
     if (ready == 0) return EAGAIN;  // the idle timeout, as SO_RCVTIMEO would report it
@@ -125,7 +127,8 @@ class BlockingServer {
 
 }  // namespace
 
-void serve_blocking(int fd, const ServerConfig& config, Stats& stats, const BlockingServeOptions& options) {
+void serve_blocking(int fd, const ServerConfig& config, Stats& stats,
+                    const BlockingServeOptions& options) {
   BlockingServer server(fd, config, options);
   int error = 0;
   try {

@@ -18,7 +18,7 @@ struct ServerConfig {
   int backlog = 4096;
   ProtocolConfig protocol;
 
-  std::size_t max_connections = 10000;  // finite by default: the fd limit is the real ceiling
+  std::size_t max_connections = 10000;        // finite by default: the fd limit is the real ceiling
   std::chrono::milliseconds idle_timeout{0};  // 0 = off
   std::chrono::milliseconds drain_timeout{5000};
   int keepalive_seconds = 0;  // 0 = off; otherwise TCP keepalive idle time

@@ -3,10 +3,10 @@
 // "sends". A straightforward reference model computes what must come back.
 // Invariants: raw output == input; line mode follows its rules (echo, upper, bye, error);
 // the buffer never grows past its cap plus the reply reserve.
-#include <cstdint>
-#include <cstdlib>
 #include <algorithm>
 #include <cctype>
+#include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <string_view>
@@ -106,7 +106,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       send_some(true);
       continue;
     }
-    const std::size_t n = std::min({space.size(), input.size() - offset, std::size_t{1} + rng.next() % 300});
+    const std::size_t n =
+        std::min({space.size(), input.size() - offset, std::size_t{1} + rng.next() % 300});
     std::memcpy(space.data(), input.data() + offset, n);
     offset += n;
     session.on_received(n);

@@ -20,15 +20,18 @@ namespace {
 std::string sanitize(const std::string& text) {
   std::string name;
   for (char c : text) {
-    if (std::isalnum(static_cast<unsigned char>(c))) name += c;
-    else if (!name.empty() && name.back() != '_') name += '_';
+    if (std::isalnum(static_cast<unsigned char>(c)))
+      name += c;
+    else if (!name.empty() && name.back() != '_')
+      name += '_';
   }
   while (!name.empty() && name.back() == '_') name.pop_back();
   return name;
 }
 
 std::vector<BackendCase> discover() {
-  const auto listing = nlohmann::json::parse(run_command(server_binary() + " --list-backends --json").output);
+  const auto listing =
+      nlohmann::json::parse(run_command(server_binary() + " --list-backends --json").output);
   std::vector<BackendCase> cases;
   for (const auto& entry : listing) {
     std::vector<std::string> variants{""};
@@ -56,8 +59,12 @@ const std::vector<BackendCase>& all_backend_cases() {
   return cases;
 }
 
-std::string case_name(const BackendCase& c) { return c.label; }
+std::string case_name(const BackendCase& c) {
+  return c.label;
+}
 
-void PrintTo(const BackendCase& c, std::ostream* out) { *out << c.label; }
+void PrintTo(const BackendCase& c, std::ostream* out) {
+  *out << c.label;
+}
 
 }  // namespace polyecho::test

@@ -18,8 +18,12 @@
 
 namespace polyecho::test {
 
-std::string server_binary() { return POLYECHO_SERVER_BIN; }
-std::string client_binary() { return POLYECHO_CLIENT_BIN; }
+std::string server_binary() {
+  return POLYECHO_SERVER_BIN;
+}
+std::string client_binary() {
+  return POLYECHO_CLIENT_BIN;
+}
 
 namespace {
 
@@ -66,7 +70,8 @@ std::string read_file(const std::string& path) {
 
 }  // namespace
 
-std::unique_ptr<ServerProcess> ServerProcess::start(const std::vector<std::string>& args, Options options) {
+std::unique_ptr<ServerProcess> ServerProcess::start(const std::vector<std::string>& args,
+                                                    Options options) {
   std::vector<std::string> command;
   if (options.nofile_limit) {
     options.prlimit_args.push_back("--nofile=" + std::to_string(*options.nofile_limit) + ":" +
@@ -92,18 +97,21 @@ std::unique_ptr<ServerProcess> ServerProcess::start(const std::vector<std::strin
   std::string line;
   const auto deadline = std::chrono::steady_clock::now() + kSafetyTimeout;
   while (line.find('\n') == std::string::npos) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
     pollfd fd{server->stdout_fd_, POLLIN, 0};
     if (left.count() <= 0 || ::poll(&fd, 1, static_cast<int>(left.count())) <= 0) break;
     char c;
-    const ssize_t n = ::read(server->stdout_fd_, &c, 1);  // byte by byte: leave the rest in the pipe
+    const ssize_t n =
+        ::read(server->stdout_fd_, &c, 1);  // byte by byte: leave the rest in the pipe
     if (n <= 0) break;
     line += c;
   }
   const auto at = line.find(" listening on ");
   const auto colon = line.rfind(':');
   if (at == std::string::npos || colon == std::string::npos) {
-    ADD_FAILURE() << "server did not announce itself; stdout: '" << line << "' stderr: " << server->stderr_text();
+    ADD_FAILURE() << "server did not announce itself; stdout: '" << line
+                  << "' stderr: " << server->stderr_text();
     return nullptr;
   }
   server->listening_line_ = line.substr(0, line.size() - 1);
@@ -134,7 +142,9 @@ ServerProcess::~ServerProcess() {
   if (!stderr_path_.empty()) ::unlink(stderr_path_.c_str());
 }
 
-void ServerProcess::signal(int signal_number) const { ::kill(pid_, signal_number); }
+void ServerProcess::signal(int signal_number) const {
+  ::kill(pid_, signal_number);
+}
 
 std::optional<int> ServerProcess::wait_exit(std::chrono::milliseconds timeout) {
   if (exit_code_) return exit_code_;
@@ -152,11 +162,14 @@ std::string ServerProcess::remaining_stdout() {
   std::string text;
   char chunk[4096];
   ssize_t n;
-  while ((n = ::read(stdout_fd_, chunk, sizeof chunk)) > 0) text.append(chunk, static_cast<std::size_t>(n));
+  while ((n = ::read(stdout_fd_, chunk, sizeof chunk)) > 0)
+    text.append(chunk, static_cast<std::size_t>(n));
   return text;
 }
 
-std::string ServerProcess::stderr_text() const { return read_file(stderr_path_); }
+std::string ServerProcess::stderr_text() const {
+  return read_file(stderr_path_);
+}
 
 namespace {
 // Fields of /proc/PID/stat after the command name (which may contain spaces).
@@ -188,10 +201,12 @@ double ServerProcess::cpu_seconds() const {
   if (fields.size() < 15) return 0;
   const double ticks = static_cast<double>(::sysconf(_SC_CLK_TCK));
   // utime (14), stime (15), cutime (16), cstime (17): indexes shifted by 3.
-  double total = std::stod(fields[11]) + std::stod(fields[12]) + std::stod(fields[13]) + std::stod(fields[14]);
+  double total =
+      std::stod(fields[11]) + std::stod(fields[12]) + std::stod(fields[13]) + std::stod(fields[14]);
   for (pid_t child : child_pids()) {
     const auto child_fields = stat_fields(child);
-    if (child_fields.size() > 12) total += std::stod(child_fields[11]) + std::stod(child_fields[12]);
+    if (child_fields.size() > 12)
+      total += std::stod(child_fields[11]) + std::stod(child_fields[12]);
   }
   return total / ticks;
 }
@@ -212,7 +227,9 @@ long rss_kib_of(pid_t pid) {
 }
 }  // namespace
 
-long ServerProcess::rss_kib() const { return rss_kib_of(pid_); }
+long ServerProcess::rss_kib() const {
+  return rss_kib_of(pid_);
+}
 
 long ServerProcess::max_rss_kib() const {
   long largest = rss_kib_of(pid_);

@@ -32,7 +32,8 @@ class ServerProcess {
 
   // Starts `polyecho-server --port 0 ARGS...` and waits for its "listening on" line.
   // Fails the current test (ADD_FAILURE) and returns nullptr if it never comes.
-  static std::unique_ptr<ServerProcess> start(const std::vector<std::string>& args, Options options);
+  static std::unique_ptr<ServerProcess> start(const std::vector<std::string>& args,
+                                              Options options);
   static std::unique_ptr<ServerProcess> start(const std::vector<std::string>& args) {
     return start(args, Options{});
   }

@@ -17,7 +17,9 @@ unique_fd connect_loopback(std::uint16_t port, const char* host) {
   return fd;
 }
 
-bool send_text(int fd, std::string_view bytes) { return send_all(fd, {bytes.data(), bytes.size()}) == 0; }
+bool send_text(int fd, std::string_view bytes) {
+  return send_all(fd, {bytes.data(), bytes.size()}) == 0;
+}
 
 std::string recv_exact(int fd, std::size_t n) {
   std::string data(n, '\0');
