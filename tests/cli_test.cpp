@@ -47,6 +47,8 @@ TEST_P(ServerRejectsBadFlags, WithExitTwoAndAMessageNamingTheFlag) {
 
 INSTANTIATE_TEST_SUITE_P(Flags, ServerRejectsBadFlags,
                          ::testing::Values(BadFlag{{"--port", "abc"}, "--port"},
+                                           BadFlag{{"--max-per-ip", "-1"}, "--max-per-ip"},
+                                           BadFlag{{"--max-per-ip", "many"}, "--max-per-ip"},
                                            BadFlag{{"--port", "70000"}, "--port"},
                                            BadFlag{{"--backend", "nope"}, "--backend"},
                                            BadFlag{{"--mode", "weird"}, "--mode"},

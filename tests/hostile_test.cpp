@@ -127,6 +127,45 @@ TEST_P(Hostile, FloodBeyondMaxConnectionsClosesExtrasAndKeepsTheAdmitted) {
   }
 }
 
+// --- 1b. --max-per-ip ----------------------------------------------------------------------
+
+TEST_P(Hostile, MaxPerIpRefusesOneAddressOnlyAndFreesItsPlacesOnClose) {
+  // 2 per address, plus one client from 127.0.0.2: 3 served at once, which the smallest pool
+  // variants (3 slots) can hold. Refusal by a pool is only observable with a slot to spare.
+  auto server = start({"--max-per-ip", "2"});
+  if (!concurrent()) {
+    // One at a time: each client gives its place back, so every one from the address is
+    // served in turn, never refused.
+    for (int i = 0; i < 4; ++i) {
+      auto fd = connect_loopback(server->port());
+      ASSERT_TRUE(round_trip(fd.get(), "turn " + std::to_string(i))) << i;
+    }
+    return;
+  }
+  std::vector<unique_fd> admitted;
+  for (int i = 0; i < 2; ++i) {
+    admitted.push_back(connect_loopback(server->port()));
+    ASSERT_TRUE(round_trip(admitted.back().get(), "admitted " + std::to_string(i)));
+  }
+  auto extra = connect_loopback(server->port());
+  EXPECT_TRUE(refused(extra.get())) << "a third client from 127.0.0.1 was not refused";
+  auto other = connect_loopback_from(server->port(), "127.0.0.2");
+  EXPECT_TRUE(round_trip(other.get(), "other address")) << "127.0.0.2 was refused too";
+  for (auto& fd : admitted) EXPECT_TRUE(round_trip(fd.get(), "still admitted"));
+  // A client that leaves gives its place back (no leaked count): 127.0.0.1 gets in again.
+  ::shutdown(admitted.front().get(), SHUT_WR);
+  EXPECT_NE(wait_for_close(admitted.front().get()), PeerEnd::data);
+  admitted.front().reset();
+  EXPECT_TRUE(new_client_is_served(server->port()));
+  admitted.clear();
+  other.reset();
+  server->signal(SIGTERM);
+  ASSERT_EQ(server->wait_exit(kSafetyTimeout), 0);
+  const std::string tail = server->remaining_stdout();
+  EXPECT_GE(stat_field(tail, "rejected"), 1u) << tail;
+  EXPECT_EQ(stat_field(tail, "active"), 0u) << tail;
+}
+
 // --- 2. Descriptor exhaustion -------------------------------------------------------------
 
 // Every model, every variant: edge-triggered epoll, SO_REUSEPORT workers and fd passing each

@@ -5,8 +5,10 @@
 #include <signal.h>
 
 #include <algorithm>
+#include <chrono>
 #include <memory>
 #include <string>
+#include <thread>
 
 #include "support/server_process.hpp"
 #include "support/test_socket.hpp"
@@ -89,20 +91,32 @@ INSTANTIATE_TEST_SUITE_P(
                       Flags{"--backend", "prefork", "--accept-strategy", "fdpass"}),
     [](const auto& test_info) { return test_info.param[1] + "_" + test_info.param[3]; });
 
-class PreforkSupervision : public ::testing::TestWithParam<std::string> {};
+class PreforkSupervision : public ::testing::TestWithParam<std::string> {
+ protected:
+  // Two clients, each echoed by its own worker of a 2-worker server; then SIGKILL to one of
+  // those workers. Returns the workers as they were before.
+  static std::vector<pid_t> kill_a_busy_worker(ServerProcess& server, unique_fd& a, unique_fd& b) {
+    a = connect_loopback(server.port());
+    b = connect_loopback(server.port());
+    expect_echo(a.get(), "a");
+    expect_echo(b.get(), "b");
+    std::vector<pid_t> workers = server.child_pids();
+    EXPECT_EQ(workers.size(), 2u);
+    if (!workers.empty()) {
+      EXPECT_EQ(::kill(workers.front(), SIGKILL), 0);
+    }
+    return workers;
+  }
+};
 
 // kill -9 of a busy worker: its own client is cut, the other worker's client does not notice,
 // the master reaps the dead worker (no zombie) and forks a replacement that serves new clients.
 TEST_P(PreforkSupervision, KilledWorkerIsReplacedAndOthersAreUnaffected) {
   auto server = start({"--backend", "prefork", "--workers", "2", "--accept-strategy", GetParam()});
-  auto a = connect_loopback(server->port());
-  auto b = connect_loopback(server->port());
-  expect_echo(a.get(), "a");
-  expect_echo(b.get(), "b");
-  const std::vector<pid_t> before = server->child_pids();
+  unique_fd a, b;
+  const std::vector<pid_t> before = kill_a_busy_worker(*server, a, b);
   ASSERT_EQ(before.size(), 2u);
   const pid_t victim = before.front();
-  ASSERT_EQ(::kill(victim, SIGKILL), 0);
 
   // Exactly one client belonged to the victim (each worker serves one at a time).
   int cut = 0;
@@ -140,6 +154,29 @@ TEST_P(PreforkSupervision, KilledWorkerIsReplacedAndOthersAreUnaffected) {
   EXPECT_NE(line.find("errors=1"), std::string::npos) << line;
   for (pid_t child : after)
     EXPECT_FALSE(process_exists(child)) << "worker " << child << " survived";
+}
+
+// --max-per-ip places are in memory shared with the workers; a worker killed mid-connection
+// never gives its places back itself, so the master must drop them when it reaps it.
+TEST_P(PreforkSupervision, KilledWorkersPerIpPlacesAreGivenBack) {
+  auto server = start({"--backend", "prefork", "--workers", "2", "--accept-strategy", GetParam(),
+                       "--max-per-ip", "2"});
+  unique_fd a, b;
+  const std::vector<pid_t> before = kill_a_busy_worker(*server, a, b);
+  ASSERT_EQ(before.size(), 2u);
+  const pid_t victim = before.front();
+  // The replacement exists only after the master reaped the victim (and dropped its places).
+  // Nothing notifies a test of that, so look again every 10 ms, bounded by the safety timeout.
+  const auto deadline = std::chrono::steady_clock::now() + kSafetyTimeout;
+  for (;;) {
+    const std::vector<pid_t> now = server->child_pids();
+    if (now.size() == 2 && std::count(now.begin(), now.end(), victim) == 0) break;
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "no replacement worker";
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  // 127.0.0.1 still holds one live connection (the survivor's): a new one must fit.
+  auto c = connect_loopback(server->port());
+  expect_echo(c.get(), "the dead worker's place is free");
 }
 
 INSTANTIATE_TEST_SUITE_P(Strategies, PreforkSupervision, ::testing::Values("shared", "fdpass"));

@@ -161,13 +161,14 @@ class Server {
 
   // Runs on the acceptor's thread, so open_ only grows here and the limit is exact.
   void admit(unique_fd fd) {
-    if (open_.load() >= context_.config.max_connections) {
+    auto lease = context_.peers.admit(fd.get());
+    if (!lease || open_.load() >= context_.config.max_connections) {
       reject_connection(std::move(fd), context_.stats);
       return;
     }
     open_.fetch_add(1);
     Worker& worker = *workers_[next_worker_++ % workers_.size()];
-    asio::co_spawn(worker.io, serve(worker, std::move(fd)), asio::detached);
+    asio::co_spawn(worker.io, serve(worker, std::move(fd), std::move(*lease)), asio::detached);
   }
 
   // Stop: close the listener and let connections finish until --drain-timeout. Then cut their
@@ -210,7 +211,8 @@ class Server {
       socket->shutdown(tcp::socket::shutdown_receive, ignored);
   }
 
-  asio::awaitable<void> serve(Worker& worker, unique_fd fd) {
+  // `lease` (--max-per-ip) lives in the coroutine frame: given back when the connection ends.
+  asio::awaitable<void> serve(Worker& worker, unique_fd fd, [[maybe_unused]] PeerLease lease) {
     try {
       prepare_connection(fd.get(), context_.config, /*blocking=*/false);
       tcp::socket socket(worker.io);

@@ -80,16 +80,22 @@ void serve(FiberScheduler& scheduler, unique_fd connection, const ServerConfig& 
   }
 }
 
-// On the accepting fiber: admission against the process-wide count, then a fiber of its own.
-void admit(FiberScheduler& scheduler, unique_fd fd, const ServerConfig& config, Stats& stats) {
-  if (!claim_active_slot(stats, config.max_connections)) {
+// On the accepting fiber: admission (--max-per-ip, then the process-wide count), then a fiber
+// of its own, which holds the peer's lease until the connection ends.
+void admit(FiberScheduler& scheduler, unique_fd fd, ServerContext& context) {
+  const ServerConfig& config = context.config;
+  Stats& stats = context.stats;
+  auto lease = context.peers.admit(fd.get());
+  if (!lease || !claim_active_slot(stats, config.max_connections)) {
     reject_connection(std::move(fd), stats);
     return;
   }
   try {
     prepare_connection(fd.get(), config, /*blocking=*/false);
     scheduler.spawn(FiberScheduler::Kind::connection,
-                    [&scheduler, &config, &stats, connection = std::move(fd)]() mutable {
+                    [&scheduler, &config, &stats, connection = std::move(fd),
+                     peer = std::move(*lease)]() mutable {
+                      const PeerLease held = std::move(peer);  // until the connection ends
                       serve(scheduler, std::move(connection), config, stats);
                     });
   } catch (const std::exception& e) {
@@ -108,16 +114,16 @@ void admit(FiberScheduler& scheduler, unique_fd fd, const ServerConfig& config, 
 // shedding) does the syscalls; EAGAIN waits for the listener, exhaustion sleeps instead of
 // spinning. Cancelled (a stop) at once; closing its listener copy refuses new connections.
 void accept_loop(FiberScheduler& scheduler, unique_fd listener, bool shared,
-                 const ServerConfig& config, Stats& stats) {
+                 ServerContext& context) {
   const WatchedFd watched(scheduler, std::move(listener));
-  Acceptor acceptor(watched.get(), stats);
+  Acceptor acceptor(watched.get(), context.stats);
   const std::uint32_t interest = kReadable | (shared ? kExclusive : 0u);
   for (;;) {
     auto result = acceptor.accept_one(/*nonblocking=*/true);
     Wake wake = Wake::ready;
     switch (result.status) {
       case Acceptor::Status::accepted:
-        admit(scheduler, std::move(result.fd), config, stats);
+        admit(scheduler, std::move(result.fd), context);
         continue;
       case Acceptor::Status::shed:
         continue;
@@ -143,7 +149,6 @@ class FiberBackend final : public Backend {
 
   int run(ServerContext& context) override {
     const ServerConfig& config = context.config;
-    Stats& stats = context.stats;
     const bool shared = workers_ > 1;
     // The Acceptor must see EAGAIN, never block; the flag lives on the shared file, so the
     // dups below have it too.
@@ -156,8 +161,9 @@ class FiberBackend final : public Backend {
       auto scheduler = std::make_unique<FiberScheduler>(make_epoll_poller(/*edge_triggered=*/false),
                                                         config.stack_size, config.drain_timeout);
       scheduler->spawn(FiberScheduler::Kind::service,
-                       [&s = *scheduler, l = std::move(listener), shared, &config,
-                        &stats]() mutable { accept_loop(s, std::move(l), shared, config, stats); });
+                       [&s = *scheduler, l = std::move(listener), shared, &context]() mutable {
+                         accept_loop(s, std::move(l), shared, context);
+                       });
       schedulers.push_back(std::move(scheduler));
     }
     return run_loop_threads(workers_, [&schedulers](std::size_t i) { schedulers[i]->run(); });

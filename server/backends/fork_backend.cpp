@@ -18,7 +18,7 @@
 #include <cerrno>
 #include <csignal>
 #include <cstring>
-#include <unordered_set>
+#include <unordered_map>
 
 #include "core/accept_loop.hpp"
 #include "core/blocking_connection.hpp"
@@ -43,7 +43,8 @@ class ForkBackend final : public Backend {
 
  private:
   void spawn(ServerContext& context, pid_t parent, unique_fd connection) {
-    if (children_.size() >= context.config.max_connections) {
+    auto lease = context.peers.admit(connection.get());
+    if (!lease || children_.size() >= context.config.max_connections) {
       reject_connection(std::move(connection), context.stats);
       return;
     }
@@ -62,12 +63,20 @@ class ForkBackend final : public Backend {
       ::prctl(PR_SET_PDEATHSIG, SIGTERM);
       if (::getppid() != parent) ::_exit(0);  // the parent died before prctl took effect
       context.listener.reset();
-      serve_blocking(connection.get(), context.config, context.stats,
-                     {.on_interrupt = BlockingServeOptions::OnStop::cut});
-      // _exit: the parent's atexit handlers and static destructors are not ours to run.
-      ::_exit(0);
+      lease->leave_to_parent();  // the parent gives the place back when it reaps this child
+      int status = 0;
+      try {
+        serve_blocking(connection.get(), context.config, context.stats,
+                       {.on_interrupt = BlockingServeOptions::OnStop::cut});
+      } catch (const std::exception& e) {
+        spdlog::error("connection child: {}", e.what());
+        status = 1;
+      }
+      // _exit, never a return or an exception out of here: the parent's objects (its leases
+      // among them), atexit handlers and static destructors are not ours to run.
+      ::_exit(status);
     }
-    children_.insert(pid);
+    children_.emplace(pid, std::move(*lease));  // the lease ends when the child is reaped
     context.stats.accepted.fetch_add(1, std::memory_order_relaxed);
     context.stats.active.fetch_add(1, std::memory_order_relaxed);
   }
@@ -101,11 +110,11 @@ class ForkBackend final : public Backend {
 
   void drain(ServerContext& context) {
     if (wait_children(context.stats, Clock::now() + context.config.drain_timeout)) return;
-    for (pid_t pid : children_) ::kill(pid, SIGTERM);
+    for (const auto& [pid, lease] : children_) ::kill(pid, SIGTERM);
     if (wait_children(context.stats, Clock::now() + std::chrono::seconds(1))) return;
-    for (pid_t pid : children_) ::kill(pid, SIGKILL);
+    for (const auto& [pid, lease] : children_) ::kill(pid, SIGKILL);
     // SIGKILL cannot be ignored, so blocking waits here end promptly.
-    for (pid_t pid : children_) {
+    for (const auto& [pid, lease] : children_) {
       while (::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
       }
       context.stats.active.fetch_sub(1, std::memory_order_relaxed);
@@ -113,7 +122,8 @@ class ForkBackend final : public Backend {
     children_.clear();
   }
 
-  std::unordered_set<pid_t> children_;  // touched by the parent's accept thread only
+  // Live children and their peers' --max-per-ip places; parent's accept thread only.
+  std::unordered_map<pid_t, PeerLease> children_;
 };
 
 const BackendRegistrar kRegistrar{BackendInfo{

@@ -15,6 +15,10 @@ class IterativeBackend final : public Backend {
     BlockingAcceptLoop loop(context);
     const BlockingServeOptions options{.on_interrupt = BlockingServeOptions::OnStop::drain};
     loop.run([&](unique_fd connection) {
+      // One connection at a time, so --max-per-ip (at least 1) never refuses here; admitting
+      // anyway keeps the gate's count true for every model.
+      const auto lease = context.peers.admit(connection.get());
+      if (!lease) return reject_connection(std::move(connection), context.stats);
       ActiveGuard active(context.stats);
       serve_blocking(connection.get(), context.config, context.stats, options);
     });

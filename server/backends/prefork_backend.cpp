@@ -63,7 +63,7 @@ class PreforkBackend final : public Backend {
       return serve_in_worker(context, processes->held(slot),
                              [&](const PoolContext& pool) { accept_and_serve(listener, pool); });
     };
-    processes = std::make_unique<WorkerProcesses>(workers, hooks, context.stats);
+    processes = std::make_unique<WorkerProcesses>(workers, hooks, context.stats, context.peers);
     processes->start_all();
     while (!stop_signal::requested()) {
       pollfd fds[2] = {{stop_signal::stop_fd(), POLLIN, 0}, {stop_signal::child_fd(), POLLIN, 0}};
@@ -90,7 +90,7 @@ class PreforkBackend final : public Backend {
       return serve_in_worker(context, processes->held(slot),
                              [&](const PoolContext& pool) { dispatcher.receive_and_serve(pool); });
     };
-    processes = std::make_unique<WorkerProcesses>(workers, hooks, context.stats);
+    processes = std::make_unique<WorkerProcesses>(workers, hooks, context.stats, context.peers);
     processes->start_all();
     BlockingAcceptLoop loop(context);
     loop.watch_extra(stop_signal::child_fd(), [&] { processes->reap(); });
@@ -106,7 +106,7 @@ class PreforkBackend final : public Backend {
   static int serve_in_worker(ServerContext& context, std::atomic<std::int64_t>& held,
                              const std::function<void(const PoolContext&)>& serve) {
     ActiveConnections active;
-    const PoolContext pool{context.config, context.stats, active, &held};
+    const PoolContext pool{context.config, context.stats, context.peers, active, &held};
     WorkerThreads threads(context.config.worker_threads, [&](unsigned) { serve(pool); });
     wait_for_stop();
     threads.drain(active, context.config.drain_timeout);

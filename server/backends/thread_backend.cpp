@@ -43,18 +43,25 @@ class ThreadBackend final : public Backend {
 
  private:
   void start(ServerContext& context, unique_fd connection) {
-    if (active_.size() >= context.config.max_connections) {
+    auto lease = context.peers.admit(connection.get());
+    if (!lease || active_.size() >= context.config.max_connections) {
       reject_connection(std::move(connection), context.stats);
       return;
     }
     std::lock_guard lock(mutex_);
     const std::uint64_t id = next_id_++;
-    const int fd = connection.get();
+    // The raw number crosses into the thread: if std::thread fails, its copy of the lambda is
+    // destroyed, and that must not close a descriptor the catch below still refuses.
+    const int fd = connection.release();
     active_.add(fd);
     try {
       threads_.emplace(id,
-                       std::thread([this, &context, id, conn = std::move(connection)]() mutable {
+                       std::thread([this, &context, id, fd, peer = std::move(*lease)]() mutable {
+                         unique_fd conn(fd);
                          {
+                           // Given back before the close, so a peer that saw our FIN finds
+                           // its place free.
+                           const PeerLease held = std::move(peer);
                            ActiveGuard guard(context.stats);
                            serve_blocking(conn.get(), context.config, context.stats,
                                           {.input_cut = active_.input_cut()});

@@ -24,7 +24,7 @@ namespace {
 class ThreadPoolBackend final : public Backend {
  public:
   int run(ServerContext& context) override {
-    const PoolContext pool{context.config, context.stats, active_};
+    const PoolContext pool{context.config, context.stats, context.peers, active_};
     const unsigned workers = pool_size(context.config, 2);
     if (context.config.pool_strategy == "accept") {
       const int listener = context.listener.get();
@@ -39,7 +39,7 @@ class ThreadPoolBackend final : public Backend {
     ConnectionQueue queue(context.config.queue_limit);
     WorkerThreads threads(workers, [&](unsigned) {
       while (auto connection = queue.pop()) {
-        serve_pooled(std::move(*connection), pool);
+        serve_pooled(std::move(connection->fd), std::move(connection->lease), pool);
         held_.fetch_sub(1, std::memory_order_relaxed);
       }
     });
@@ -47,14 +47,18 @@ class ThreadPoolBackend final : public Backend {
     loop.run([&](unique_fd connection) {
       // Only this thread adds to held_, so the check and the increment cannot race; the
       // increment comes first because a pool thread may finish the connection right away.
-      if (held_.load(std::memory_order_relaxed) >= context.config.max_connections) {
+      // --max-per-ip is checked here, not when a thread pops it: queued connections hold
+      // their address's places too, so one address cannot fill the queue.
+      auto lease = context.peers.admit(connection.get());
+      if (!lease || held_.load(std::memory_order_relaxed) >= context.config.max_connections) {
         reject_connection(std::move(connection), context.stats);
         return;
       }
       held_.fetch_add(1, std::memory_order_relaxed);
-      if (!queue.try_push(connection)) {
+      QueuedConnection queued{std::move(connection), std::move(*lease)};
+      if (!queue.try_push(queued)) {
         held_.fetch_sub(1, std::memory_order_relaxed);
-        reject_connection(std::move(connection), context.stats);
+        reject_connection(std::move(queued.fd), context.stats);
       }
     });
     // Queued connections are still served during the drain; whatever is popped after the

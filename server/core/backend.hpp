@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "core/peer_limit.hpp"
 #include "core/server_config.hpp"
 #include "polyecho/endpoint.hpp"
 #include "polyecho/socket_ops.hpp"
@@ -19,6 +20,7 @@ struct ServerContext {
   unique_fd listener;  // the model owns it from here on (close it to stop accepting)
   Endpoint bound;      // the real address, port resolved (for SO_REUSEPORT siblings)
   Stats& stats;        // shared across processes (see SharedStats)
+  PeerLimit& peers;    // --max-per-ip, shared across processes; every model admits through it
 };
 
 // One concurrency model. The core calls listener_options() before binding and run() after

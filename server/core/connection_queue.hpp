@@ -6,9 +6,16 @@
 #include <mutex>
 #include <optional>
 
+#include "core/peer_limit.hpp"
 #include "polyecho/unique_fd.hpp"
 
 namespace polyecho {
+
+// An admitted connection on its way to a pool thread, with its --max-per-ip place.
+struct QueuedConnection {
+  unique_fd fd;
+  PeerLease lease;
+};
 
 // Bounded hand-off of accepted connections from one accepting thread to pool threads. Owns
 // the queued descriptors. Full means full: try_push refuses and the caller rejects the
@@ -18,7 +25,7 @@ class ConnectionQueue {
   explicit ConnectionQueue(std::size_t limit) : limit_(limit) {}
 
   // False when the queue is full or closed; `connection` is left with the caller then.
-  bool try_push(unique_fd& connection) {
+  bool try_push(QueuedConnection& connection) {
     {
       std::lock_guard lock(mutex_);
       if (closed_ || queue_.size() >= limit_) return false;
@@ -29,11 +36,11 @@ class ConnectionQueue {
   }
 
   // Blocks until a connection is queued; nullopt once closed and empty.
-  std::optional<unique_fd> pop() {
+  std::optional<QueuedConnection> pop() {
     std::unique_lock lock(mutex_);
     ready_.wait(lock, [this] { return closed_ || !queue_.empty(); });
     if (queue_.empty()) return std::nullopt;
-    unique_fd connection = std::move(queue_.front());
+    QueuedConnection connection = std::move(queue_.front());
     queue_.pop_front();
     return connection;
   }
@@ -50,7 +57,7 @@ class ConnectionQueue {
  private:
   std::mutex mutex_;
   std::condition_variable ready_;
-  std::deque<unique_fd> queue_;
+  std::deque<QueuedConnection> queue_;
   std::size_t limit_;
   bool closed_ = false;
 };

@@ -133,7 +133,13 @@ void FdDispatcher::receive_and_serve(const PoolContext& pool) {
     // Receive before looking at the stop: a connection already passed is served (drained).
     ReceivedFd received = receive_fd(worker_channel_.get());
     if (received.fd) {
-      serve_pooled(std::move(received.fd), pool);
+      // --max-per-ip in the worker, so that its places belong to this worker's slot and the
+      // master drops them if the worker dies (the master only learns "done", not which peer).
+      if (auto lease = pool.peers.admit(received.fd.get())) {
+        serve_pooled(std::move(received.fd), std::move(*lease), pool);
+      } else {
+        reject_connection(std::move(received.fd), pool.stats);
+      }
       report_done();
       continue;
     }

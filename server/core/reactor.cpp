@@ -22,10 +22,11 @@ namespace {
 constexpr std::chrono::milliseconds kAcceptBackoff{50};
 }  // namespace
 
-Reactor::Reactor(const ServerConfig& config, Stats& stats, unique_fd listener,
+Reactor::Reactor(const ServerConfig& config, Stats& stats, PeerLimit& peers, unique_fd listener,
                  std::unique_ptr<Multiplexer> multiplexer)
     : config_(config),
       stats_(stats),
+      peers_(peers),
       listener_(std::move(listener)),
       multiplexer_(std::move(multiplexer)),
       acceptor_(listener_.get(), stats) {
@@ -111,7 +112,8 @@ bool Reactor::accept_ready() {
 }
 
 void Reactor::open(unique_fd fd) {
-  if (!claim_active_slot(stats_, config_.max_connections)) {
+  auto lease = peers_.admit(fd.get());
+  if (!lease || !claim_active_slot(stats_, config_.max_connections)) {
     reject_connection(std::move(fd), stats_);
     return;
   }
@@ -134,7 +136,7 @@ void Reactor::open(unique_fd fd) {
   const auto slot = static_cast<std::size_t>(fd.get());
   if (slot >= by_fd_.size())
     by_fd_.resize(std::max(slot + 1, by_fd_.size() * 2), by_activity_.end());
-  by_activity_.emplace_back(std::move(fd), config_, stats_, now_);
+  by_activity_.emplace_back(std::move(fd), std::move(*lease), config_, stats_, now_);
   by_fd_[slot] = std::prev(by_activity_.end());
 }
 
@@ -208,13 +210,14 @@ int run_reactors(ServerContext& context, unsigned workers,
   workers = std::max(workers, 1u);
   // Everything that can fail at setup fails here, on the calling thread, before any thread.
   std::vector<std::unique_ptr<Reactor>> reactors;
-  reactors.push_back(std::make_unique<Reactor>(context.config, context.stats,
+  reactors.push_back(std::make_unique<Reactor>(context.config, context.stats, context.peers,
                                                std::move(context.listener), make_multiplexer()));
   const ListenerOptions sibling{
       .backlog = context.config.backlog, .reuse_port = true, .nonblocking = true};
   for (unsigned i = 1; i < workers; ++i) {
-    reactors.push_back(std::make_unique<Reactor>(
-        context.config, context.stats, make_listener(context.bound, sibling), make_multiplexer()));
+    reactors.push_back(std::make_unique<Reactor>(context.config, context.stats, context.peers,
+                                                 make_listener(context.bound, sibling),
+                                                 make_multiplexer()));
   }
   return run_loop_threads(workers, [&reactors](std::size_t i) { reactors[i]->run(); });
 }

@@ -8,6 +8,7 @@
 
 #include "core/backend.hpp"
 #include "core/multiplexer.hpp"
+#include "core/peer_limit.hpp"
 #include "core/reactor_connection.hpp"
 #include "polyecho/acceptor.hpp"
 
@@ -28,16 +29,18 @@ namespace polyecho {
 // Owns its listener and its multiplexer. Not thread-safe: run() on one thread per reactor.
 class Reactor {
  public:
-  Reactor(const ServerConfig& config, Stats& stats, unique_fd listener,
+  Reactor(const ServerConfig& config, Stats& stats, PeerLimit& peers, unique_fd listener,
           std::unique_ptr<Multiplexer> multiplexer);
   void run();
 
  private:
   using Clock = std::chrono::steady_clock;
   struct Entry {
-    Entry(unique_fd fd, const ServerConfig& config, Stats& stats, Clock::time_point now)
-        : connection(std::move(fd), config, stats), last_active(now) {}
+    Entry(unique_fd fd, PeerLease peer, const ServerConfig& config, Stats& stats,
+          Clock::time_point now)
+        : connection(std::move(fd), config, stats), lease(std::move(peer)), last_active(now) {}
     ReactorConnection connection;
+    PeerLease lease;
     std::uint32_t interest = ReactorConnection::kInitialInterest;
     Clock::time_point last_active;
   };
@@ -53,6 +56,7 @@ class Reactor {
 
   const ServerConfig& config_;
   Stats& stats_;
+  PeerLimit& peers_;
   unique_fd listener_;
   std::unique_ptr<Multiplexer> multiplexer_;
   Acceptor acceptor_;

@@ -19,6 +19,7 @@ struct ServerConfig {
   ProtocolConfig protocol;
 
   std::size_t max_connections = 10000;        // finite by default: the fd limit is the real ceiling
+  std::size_t max_per_ip = 0;                 // 0 = off; see PeerLimit
   std::chrono::milliseconds idle_timeout{0};  // 0 = off
   std::chrono::milliseconds drain_timeout{5000};
   int keepalive_seconds = 0;  // 0 = off; otherwise TCP keepalive idle time

@@ -77,6 +77,11 @@ std::optional<int> parse_command_line(int argc, char** argv, CommandLine& line) 
                  "Connections served at once; extras are closed")
       ->check(CLI::Range(std::size_t{1}, std::size_t{10'000'000}))
       ->capture_default_str();
+  app.add_option("--max-per-ip", c.max_per_ip,
+                 "Connections one client address may hold at once, across all workers (0 = no "
+                 "limit)")
+      ->check(CLI::Range(std::size_t{0}, std::size_t{1} << 30))
+      ->capture_default_str();
   app.add_option("--idle-timeout", idle_seconds,
                  "Close a connection idle this many seconds (0 = off)")
       ->check(CLI::Range(0.0, 86400.0))
@@ -211,6 +216,7 @@ int server_main(int argc, char** argv) {
   ignore_sigpipe();
   SharedStats stats;
   try {
+    PeerLimit peers(config.max_per_ip, config.max_connections);  // before any fork: shared
     stop_signal::install();
     ListenerOptions options{.backlog = config.backlog};
     backend->adjust_listener(options);
@@ -228,7 +234,7 @@ int server_main(int argc, char** argv) {
     fmt::print("polyecho: {} listening on {}\n", info->name, bound.to_string());
     std::fflush(stdout);
 
-    ServerContext context{config, std::move(listener), bound, stats.get()};
+    ServerContext context{config, std::move(listener), bound, stats.get(), peers};
     const int rc = backend->run(context);
     fmt::print("polyecho: stopped; {}\n", stats.get().summary());
     std::fflush(stdout);

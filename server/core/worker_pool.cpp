@@ -17,7 +17,8 @@ unsigned pool_size(const ServerConfig& config, unsigned per_core) {
   return std::max(4u, std::thread::hardware_concurrency() * per_core);
 }
 
-void serve_pooled(unique_fd connection, const PoolContext& pool) {
+void serve_pooled(unique_fd connection, PeerLease lease, const PoolContext& pool) {
+  const PeerLease held = std::move(lease);  // given back on every way out
   const int fd = connection.get();
   if (!pool.active.add(fd)) {
     reject_connection(std::move(connection), pool.stats);
@@ -35,12 +36,13 @@ void serve_pooled(unique_fd connection, const PoolContext& pool) {
 void accept_and_serve(int shared_listener, const PoolContext& pool) {
   BlockingAcceptLoop loop(shared_listener, pool.stats);
   loop.run([&](unique_fd connection) {
+    auto lease = pool.peers.admit(connection.get());
     const auto active = pool.stats.active.load(std::memory_order_relaxed);
-    if (active >= static_cast<std::int64_t>(pool.config.max_connections)) {
+    if (!lease || active >= static_cast<std::int64_t>(pool.config.max_connections)) {
       reject_connection(std::move(connection), pool.stats);
       return;
     }
-    serve_pooled(std::move(connection), pool);
+    serve_pooled(std::move(connection), std::move(*lease), pool);
   });
 }
 

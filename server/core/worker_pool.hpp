@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "core/active_connections.hpp"
+#include "core/peer_limit.hpp"
 #include "core/server_config.hpp"
 #include "polyecho/stats.hpp"
 #include "polyecho/unique_fd.hpp"
@@ -25,6 +26,7 @@ namespace polyecho {
 struct PoolContext {
   const ServerConfig& config;
   Stats& stats;
+  PeerLimit& peers;
   ActiveConnections& active;  // for the drain: the owner cuts what is left at the deadline
   // Prefork workers: this process's share of Stats::active, kept where the master can read it
   // (WorkerProcesses::held) so that a worker killed mid-connection is accounted for.
@@ -33,13 +35,13 @@ struct PoolContext {
 
 // Serves one connection a pool admitted, on the calling thread, until it ends: counted as
 // accepted and active, registered for the drain. Closes it at once (counted as rejected) if
-// the drain deadline already cut everything.
-void serve_pooled(unique_fd connection, const PoolContext& pool);
+// the drain deadline already cut everything. `lease` (--max-per-ip) is given back at the end.
+void serve_pooled(unique_fd connection, PeerLease lease, const PoolContext& pool);
 
 // The prethreaded/preforked accept loop (UNP ch. 30): block in poll+accept on a listener that
 // other threads or processes share, serve the connection, repeat, until a stop is requested.
-// --max-connections is checked against the shared active count; racing acceptors can
-// overshoot it by at most one connection each.
+// --max-per-ip is checked first, then --max-connections against the shared active count;
+// racing acceptors can overshoot the latter by at most one connection each.
 void accept_and_serve(int shared_listener, const PoolContext& pool);
 
 // Blocks the calling thread until stop_signal::requested().

@@ -21,8 +21,8 @@ namespace polyecho {
 using Clock = std::chrono::steady_clock;
 using Counter = std::atomic<std::int64_t>;
 
-WorkerProcesses::WorkerProcesses(unsigned count, Hooks hooks, Stats& stats)
-    : hooks_(std::move(hooks)), stats_(stats), pids_(count, 0) {
+WorkerProcesses::WorkerProcesses(unsigned count, Hooks hooks, Stats& stats, PeerLimit& peers)
+    : hooks_(std::move(hooks)), stats_(stats), peers_(peers), pids_(count, 0) {
   void* memory = ::mmap(nullptr, sizeof(Counter) * count, PROT_READ | PROT_WRITE,
                         MAP_SHARED | MAP_ANONYMOUS, -1, 0);
   if (memory == MAP_FAILED) throw_errno("mmap(worker counters)");
@@ -69,6 +69,7 @@ void WorkerProcesses::spawn(unsigned slot) {
     ::signal(SIGINT, SIG_IGN);
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (::getppid() != master) ::_exit(0);
+    PeerLimit::enter_worker(slot);
     int status = kSetupFailed;
     try {
       status = hooks_.run(slot);
@@ -98,6 +99,7 @@ void WorkerProcesses::on_exited(unsigned slot, int status) {
   // Connections the worker never got to close: take them out of the active count.
   const std::int64_t lost = held_[slot].exchange(0);
   stats_.active.fetch_sub(lost, std::memory_order_relaxed);
+  peers_.forget_owner(slot);  // their --max-per-ip places too
   if (WIFSIGNALED(status)) {
     stats_.errors.fetch_add(static_cast<std::uint64_t>(lost), std::memory_order_relaxed);
     spdlog::warn("worker {} died from signal {}; {} connection(s) lost", slot, WTERMSIG(status),

@@ -8,6 +8,7 @@
 #include <functional>
 #include <vector>
 
+#include "core/peer_limit.hpp"
 #include "polyecho/stats.hpp"
 
 namespace polyecho {
@@ -33,7 +34,7 @@ class WorkerProcesses {
   };
   static constexpr int kSetupFailed = 3;
 
-  WorkerProcesses(unsigned count, Hooks hooks, Stats& stats);
+  WorkerProcesses(unsigned count, Hooks hooks, Stats& stats, PeerLimit& peers);
   ~WorkerProcesses();
   WorkerProcesses(const WorkerProcesses&) = delete;
   WorkerProcesses& operator=(const WorkerProcesses&) = delete;
@@ -61,6 +62,7 @@ class WorkerProcesses {
 
   Hooks hooks_;
   Stats& stats_;
+  PeerLimit& peers_;
   std::vector<pid_t> pids_;          // by slot; 0 when the slot is empty
   std::atomic<std::int64_t>* held_;  // MAP_SHARED array, one per slot
   bool stopping_ = false;

@@ -142,14 +142,16 @@ void UringWorker::admit(unique_fd socket) {
   if (stopping_) return;  // closing it refuses the client
   const auto active =
       static_cast<std::size_t>(context_.stats.active.load(std::memory_order_relaxed));
-  if (active >= config_.max_connections)
+  auto lease = context_.peers.admit(socket.get());
+  if (!lease || active >= config_.max_connections)
     return reject_connection(std::move(socket), context_.stats);
   try {
     prepare_connection(socket.get(), config_, /*blocking=*/false);
   } catch (const std::system_error&) {
     return;  // the peer already reset; nothing to serve
   }
-  Connection& c = open_.emplace_back(std::move(socket), config_.protocol, context_.stats);
+  Connection& c =
+      open_.emplace_back(std::move(socket), std::move(*lease), config_.protocol, context_.stats);
   c.self = std::prev(open_.end());
   c.last_active = now_;
   progress(c);

@@ -19,10 +19,11 @@ using Clock = std::chrono::steady_clock;
 // One accepted connection. Owned by its worker's lists; freed only when `inflight` is zero,
 // because the kernel still holds its address in the user_data of every pending operation.
 struct Connection {
-  Connection(unique_fd socket, const ProtocolConfig& protocol, Stats& stats)
-      : fd(std::move(socket)), session(protocol), active(stats) {}
+  Connection(unique_fd socket, PeerLease peer, const ProtocolConfig& protocol, Stats& stats)
+      : fd(std::move(socket)), lease(std::move(peer)), session(protocol), active(stats) {}
 
   unique_fd fd;
+  PeerLease lease;  // --max-per-ip place, given back when the Connection is freed
   Session session;
   ActiveGuard active;
   ConnectionCounters counters;

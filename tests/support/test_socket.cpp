@@ -1,5 +1,7 @@
 #include "support/test_socket.hpp"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 
 #include <cerrno>
@@ -13,6 +15,24 @@ namespace polyecho::test {
 
 unique_fd connect_loopback(std::uint16_t port, const char* host) {
   unique_fd fd = connect_to(resolve_endpoint(host, port));
+  set_io_timeout(fd.get(), kSafetyTimeout);
+  return fd;
+}
+
+unique_fd connect_loopback_from(std::uint16_t port, const char* source) {
+  unique_fd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!fd) throw_errno("socket");
+  sockaddr_in local{};
+  local.sin_family = AF_INET;
+  if (::inet_pton(AF_INET, source, &local.sin_addr) != 1) throw_errno("inet_pton", EINVAL);
+  if (::bind(fd.get(), reinterpret_cast<const sockaddr*>(&local), sizeof local) != 0)
+    throw_errno("bind");
+  sockaddr_in server{};
+  server.sin_family = AF_INET;
+  server.sin_port = htons(port);
+  server.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&server), sizeof server) != 0)
+    throw_errno("connect");
   set_io_timeout(fd.get(), kSafetyTimeout);
   return fd;
 }

@@ -10,6 +10,9 @@ namespace polyecho::test {
 
 // A blocking loopback client socket with the suite's safety timeout on every read and write.
 unique_fd connect_loopback(std::uint16_t port, const char* host = "127.0.0.1");
+// Connects to 127.0.0.1:port from another loopback address (e.g. "127.0.0.2"): a second
+// client address without any network setup.
+unique_fd connect_loopback_from(std::uint16_t port, const char* source);
 
 // Sends everything; returns false if the peer failed.
 bool send_text(int fd, std::string_view bytes);
