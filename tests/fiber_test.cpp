@@ -17,7 +17,7 @@
 #include <sstream>
 #include <string>
 
-#include "core/fiber_stack.hpp"
+#include "fiber/fiber_stack.hpp"
 #include "polyecho/socket_ops.hpp"
 #include "support/server_process.hpp"
 #include "support/test_socket.hpp"

@@ -1,6 +1,6 @@
 // PeerLimit, the --max-per-ip gate, on real loopback connections: counting per address,
 // giving places back, and a dead prefork worker's places dropped by the master.
-#include "core/peer_limit.hpp"
+#include "lifecycle/peer_limit.hpp"
 
 #include <gtest/gtest.h>
 #include <sys/socket.h>

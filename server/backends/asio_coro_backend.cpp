@@ -27,13 +27,13 @@
 #include <atomic>
 #include <cstring>
 #include <memory>
-#include <thread>
 #include <unordered_set>
 #include <vector>
 
-#include "core/accept_loop.hpp"
-#include "core/active_connections.hpp"
-#include "core/blocking_connection.hpp"
+#include "app/backend_registry.hpp"
+#include "lifecycle/connection_options.hpp"
+#include "lifecycle/drain_timeline.hpp"
+#include "lifecycle/threads.hpp"
 #include "polyecho/acceptor.hpp"
 #include "polyecho/session.hpp"
 #include "polyecho/stop_signal.hpp"
@@ -59,13 +59,14 @@ struct Worker {
 };
 
 // One connection's state, held in its coroutine frame: allocated once per connection, never per
-// message. Counts itself active for its lifetime and adds its bytes to Stats when it ends.
+// message. Holds its admission ticket for its lifetime and adds its bytes to Stats when it ends.
 struct Connection {
-  Connection(Worker& owner, tcp::socket connected, const ServerContext& context)
+  Connection(Worker& owner, tcp::socket connected, AdmissionTicket admitted,
+             const ServerContext& context)
       : worker(owner),
         stats(context.stats),
-        active(context.stats),
         socket(std::move(connected)),
+        ticket(std::move(admitted)),
         session(context.config.protocol) {
     worker.live.insert(&socket);
   }
@@ -78,8 +79,8 @@ struct Connection {
 
   Worker& worker;
   Stats& stats;
-  ActiveGuard active;
   tcp::socket socket;
+  AdmissionTicket ticket;  // after `socket`: given back before the socket closes
   Session session;
   ConnectionCounters counters;
   Clock::time_point deadline{};  // idle deadline; every read and write pushes it forward
@@ -90,12 +91,9 @@ class Server {
   explicit Server(ServerContext& context)
       : context_(context), workers_(make_workers(context.config)) {}
 
-  // On the normal path every context has run dry and every thread is joined by now; this is
-  // for an exception in run(). Contexts 1..N-1 die first because their frames may post to
+  // Every thread is joined by now. Contexts 1..N-1 die first because their frames may post to
   // context 0, which dies last, after the acceptor and timers that live on it.
   ~Server() {
-    for (auto& w : workers_) w->io.stop();
-    for (auto& t : threads_) t.join();
     while (workers_.size() > 1) workers_.pop_back();
   }
   Server(const Server&) = delete;
@@ -110,16 +108,16 @@ class Server {
     stop_watch_.assign(stop_fd);
     asio::co_spawn(main_io(), accept_loop(), asio::detached);
     asio::co_spawn(main_io(), supervise(), asio::detached);
-    for (std::size_t i = 1; i < workers_.size(); ++i) {
-      threads_.emplace_back([&io = workers_[i]->io] {
-        stop_signal::block_in_this_thread();  // signals go to the main thread
-        io.run();
-      });
-    }
-    main_io().run();
-    for (auto& t : threads_) t.join();
-    threads_.clear();
-    return 0;
+    // Context 0 runs on this thread, which keeps the signals. If one context fails, the stop
+    // watcher (on context 0) may be gone with it, so every context is stopped outright.
+    return run_loop_threads(workers_.size(), [this](std::size_t i) {
+      try {
+        workers_[i]->io.run();
+      } catch (...) {
+        for (auto& w : workers_) w->io.stop();
+        throw;
+      }
+    });
   }
 
  private:
@@ -159,21 +157,18 @@ class Server {
     }
   }
 
-  // Runs on the acceptor's thread, so open_ only grows here and the limit is exact.
+  // Runs on the acceptor's thread, so open_ only grows here.
   void admit(unique_fd fd) {
-    auto lease = context_.peers.admit(fd.get());
-    if (!lease || open_.load() >= context_.config.max_connections) {
-      reject_connection(std::move(fd), context_.stats);
-      return;
-    }
+    auto admitted = context_.admission.admit(std::move(fd));
+    if (!admitted) return;
     open_.fetch_add(1);
     Worker& worker = *workers_[next_worker_++ % workers_.size()];
-    asio::co_spawn(worker.io, serve(worker, std::move(fd), std::move(*lease)), asio::detached);
+    asio::co_spawn(worker.io, serve(worker, std::move(*admitted)), asio::detached);
   }
 
-  // Stop: close the listener and let connections finish until --drain-timeout. Then cut their
-  // input (each echoes what it received and finishes, as on the peer's EOF), give them
-  // ActiveConnections::kFlushGrace to flush, close the rest, and release every context so that
+  // Stop, along the shared DrainTimeline: close the listener and let connections finish until
+  // --drain-timeout. Then cut their input (each echoes what it received and finishes, as on the
+  // peer's EOF), give them the flush grace, close the rest, and release every context so that
   // run() returns once its last coroutine has ended. Either wait ends early when the last
   // connection ends (connection_ended cancels drain_; open_ is re-checked before each arm, and
   // the cancel is posted to this thread, so it cannot fall between the check and the arm).
@@ -182,10 +177,12 @@ class Server {
     acceptor_.close();
     backoff_.cancel();
     stopping_.store(true);
-    co_await drain_wait(context_.config.drain_timeout);
+    DrainTimeline timeline(context_.config.drain_timeout);
+    timeline.stop(Clock::now());
+    co_await drain_wait(timeline.input_cut_at());
     if (open_.load() > 0) {
       for (auto& w : workers_) asio::post(w->io, [&worker = *w] { cut_input(worker); });
-      co_await drain_wait(ActiveConnections::kFlushGrace);
+      co_await drain_wait(timeline.close_at());
     }
     for (auto& w : workers_) {
       asio::post(w->io, [&worker = *w] {
@@ -195,9 +192,9 @@ class Server {
     }
   }
 
-  asio::awaitable<void> drain_wait(Clock::duration limit) {
+  asio::awaitable<void> drain_wait(Clock::time_point until) {
     if (open_.load() == 0) co_return;
-    drain_.expires_after(limit);
+    drain_.expires_at(until);
     co_await drain_.async_wait(kNoThrow);
   }
 
@@ -211,14 +208,14 @@ class Server {
       socket->shutdown(tcp::socket::shutdown_receive, ignored);
   }
 
-  // `lease` (--max-per-ip) lives in the coroutine frame: given back when the connection ends.
-  asio::awaitable<void> serve(Worker& worker, unique_fd fd, [[maybe_unused]] PeerLease lease) {
+  // The ticket moves into the Connection, which gives it back when the connection ends.
+  asio::awaitable<void> serve(Worker& worker, AdmittedConnection admitted) {
     try {
-      prepare_connection(fd.get(), context_.config, /*blocking=*/false);
+      prepare_connection(admitted.fd.get(), context_.config, /*blocking=*/false);
       tcp::socket socket(worker.io);
-      socket.assign(protocol_, fd.get());
-      (void)fd.release();  // the socket owns it now
-      Connection connection(worker, std::move(socket), context_);
+      socket.assign(protocol_, admitted.fd.get());
+      (void)admitted.fd.release();  // the socket owns it now
+      Connection connection(worker, std::move(socket), std::move(admitted.ticket), context_);
       if (context_.config.idle_timeout.count() > 0) {
         touch(connection);
         co_await (echo(connection) || watchdog(connection));  // the loser is cancelled
@@ -226,8 +223,12 @@ class Server {
         co_await echo(connection);
       }
     } catch (const std::exception& e) {
-      context_.stats.errors.fetch_add(1, std::memory_order_relaxed);
       spdlog::debug("connection failed: {}", e.what());
+      if (admitted.ticket) {
+        admitted.ticket.refuse(std::move(admitted.fd));  // its setup failed: never served
+      } else {
+        context_.stats.errors.fetch_add(1, std::memory_order_relaxed);
+      }
     }
     connection_ended();
   }
@@ -302,8 +303,7 @@ class Server {
 
   ServerContext& context_;
   tcp protocol_ = context_.bound.family() == AF_INET6 ? tcp::v6() : tcp::v4();
-  std::vector<std::unique_ptr<Worker>> workers_;
-  std::vector<std::thread> threads_;  // runs workers_[1..]; the main thread runs workers_[0]
+  std::vector<std::unique_ptr<Worker>> workers_;  // workers_[0] runs on the main thread
   // The following live on context 0 and are only touched by the main thread.
   tcp::acceptor acceptor_{main_io()};
   asio::posix::stream_descriptor stop_watch_{main_io()};

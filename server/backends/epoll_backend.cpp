@@ -8,7 +8,8 @@
 // waiters and keeps a shared accept queue; docs/REACTOR.md compares the two.
 #include <algorithm>
 
-#include "core/reactor.hpp"
+#include "app/backend_registry.hpp"
+#include "reactor/reactor.hpp"
 
 namespace polyecho {
 namespace {

@@ -16,11 +16,11 @@
 #include <memory>
 #include <vector>
 
-#include "core/accept_loop.hpp"
-#include "core/blocking_connection.hpp"
-#include "core/fiber_scheduler.hpp"
-#include "core/loop_threads.hpp"
-#include "core/reactor_connection.hpp"
+#include "app/backend_registry.hpp"
+#include "fiber/fiber_scheduler.hpp"
+#include "lifecycle/connection_options.hpp"
+#include "lifecycle/threads.hpp"
+#include "poller/multiplexer.hpp"
 #include "polyecho/acceptor.hpp"
 #include "polyecho/session.hpp"
 
@@ -34,7 +34,6 @@ using Wake = FiberScheduler::Wake;
 // the drain deadline the scheduler cuts input and the connection flushes as after a peer EOF.
 void serve(FiberScheduler& scheduler, unique_fd connection, const ServerConfig& config,
            Stats& stats) {
-  const ActiveGuard active(stats, std::adopt_lock);  // the acceptor claimed the slot
   const WatchedFd fd(scheduler, std::move(connection));
   Session session(config.protocol);
   ConnectionCounters counters;
@@ -80,33 +79,31 @@ void serve(FiberScheduler& scheduler, unique_fd connection, const ServerConfig& 
   }
 }
 
-// On the accepting fiber: admission (--max-per-ip, then the process-wide count), then a fiber
-// of its own, which holds the peer's lease until the connection ends.
-void admit(FiberScheduler& scheduler, unique_fd fd, ServerContext& context) {
-  const ServerConfig& config = context.config;
-  Stats& stats = context.stats;
-  auto lease = context.peers.admit(fd.get());
-  if (!lease || !claim_active_slot(stats, config.max_connections)) {
-    reject_connection(std::move(fd), stats);
-    return;
+// A connection's fiber body: holds the admitted connection (and so its ticket) until it ends.
+struct ConnectionFiber {
+  FiberScheduler& scheduler;
+  const ServerConfig& config;
+  Stats& stats;
+  AdmittedConnection admitted;
+  void operator()() {
+    const AdmissionTicket held = std::move(admitted.ticket);  // until the connection ends
+    serve(scheduler, std::move(admitted.fd), config, stats);
   }
+};
+
+// On the accepting fiber: the shared admission, then a fiber of its own.
+void admit(FiberScheduler& scheduler, unique_fd fd, ServerContext& context) {
+  auto admitted = context.admission.admit(std::move(fd));
+  if (!admitted) return;
+  ConnectionFiber body{scheduler, context.config, context.stats, std::move(*admitted)};
   try {
-    prepare_connection(fd.get(), config, /*blocking=*/false);
-    scheduler.spawn(FiberScheduler::Kind::connection,
-                    [&scheduler, &config, &stats, connection = std::move(fd),
-                     peer = std::move(*lease)]() mutable {
-                      const PeerLease held = std::move(peer);  // until the connection ends
-                      serve(scheduler, std::move(connection), config, stats);
-                    });
+    prepare_connection(body.admitted.fd.get(), context.config, /*blocking=*/false);
+    scheduler.spawn(FiberScheduler::Kind::connection, std::move(body));
   } catch (const std::exception& e) {
     // setsockopt on a peer already gone, or no stack to be had (mmap): refuse this one only.
+    // spawn() left `body` untouched when it threw.
     spdlog::debug("connection setup failed: {}", e.what());
-    release_active_slot(stats);
-    if (fd) {
-      reject_connection(std::move(fd), stats);
-    } else {
-      stats.rejected.fetch_add(1, std::memory_order_relaxed);  // spawn closed it
-    }
+    body.admitted.ticket.refuse(std::move(body.admitted.fd));
   }
 }
 

@@ -20,8 +20,9 @@
 #include <cstring>
 #include <unordered_map>
 
-#include "core/accept_loop.hpp"
-#include "core/blocking_connection.hpp"
+#include "app/backend_registry.hpp"
+#include "blocking/accept_loop.hpp"
+#include "blocking/blocking_connection.hpp"
 #include "polyecho/stop_signal.hpp"
 
 namespace polyecho {
@@ -43,15 +44,12 @@ class ForkBackend final : public Backend {
 
  private:
   void spawn(ServerContext& context, pid_t parent, unique_fd connection) {
-    auto lease = context.peers.admit(connection.get());
-    if (!lease || children_.size() >= context.config.max_connections) {
-      reject_connection(std::move(connection), context.stats);
-      return;
-    }
+    auto admitted = context.admission.admit(std::move(connection));
+    if (!admitted) return;
     const pid_t pid = ::fork();
     if (pid < 0) {
       spdlog::warn("fork: {}; refusing the connection", std::strerror(errno));
-      reject_connection(std::move(connection), context.stats);
+      admitted->ticket.refuse(std::move(admitted->fd));
       return;
     }
     if (pid == 0) {
@@ -63,10 +61,10 @@ class ForkBackend final : public Backend {
       ::prctl(PR_SET_PDEATHSIG, SIGTERM);
       if (::getppid() != parent) ::_exit(0);  // the parent died before prctl took effect
       context.listener.reset();
-      lease->leave_to_parent();  // the parent gives the place back when it reaps this child
+      admitted->ticket.leave_to_parent();  // the parent gives it back when it reaps this child
       int status = 0;
       try {
-        serve_blocking(connection.get(), context.config, context.stats,
+        serve_blocking(admitted->fd.get(), context.config, context.stats,
                        {.on_interrupt = BlockingServeOptions::OnStop::cut});
       } catch (const std::exception& e) {
         spdlog::error("connection child: {}", e.what());
@@ -76,10 +74,8 @@ class ForkBackend final : public Backend {
       // among them), atexit handlers and static destructors are not ours to run.
       ::_exit(status);
     }
-    children_.emplace(pid, std::move(*lease));  // the lease ends when the child is reaped
-    context.stats.accepted.fetch_add(1, std::memory_order_relaxed);
-    context.stats.active.fetch_add(1, std::memory_order_relaxed);
-  }
+    children_.emplace(pid, std::move(admitted->ticket));  // given back when the child is reaped
+  }  // our copy of the connection closes here; the child has its own
 
   void reap(Stats& stats) {
     stop_signal::clear_child_fd();
@@ -87,7 +83,6 @@ class ForkBackend final : public Backend {
     pid_t pid;
     while ((pid = ::waitpid(-1, &status, WNOHANG)) > 0) {
       if (children_.erase(pid) == 0) continue;
-      stats.active.fetch_sub(1, std::memory_order_relaxed);
       if (WIFSIGNALED(status) && WTERMSIG(status) != SIGTERM) {
         stats.errors.fetch_add(1, std::memory_order_relaxed);
         spdlog::warn("connection child {} died from signal {}", pid, WTERMSIG(status));
@@ -110,20 +105,19 @@ class ForkBackend final : public Backend {
 
   void drain(ServerContext& context) {
     if (wait_children(context.stats, Clock::now() + context.config.drain_timeout)) return;
-    for (const auto& [pid, lease] : children_) ::kill(pid, SIGTERM);
+    for (const auto& [pid, ticket] : children_) ::kill(pid, SIGTERM);
     if (wait_children(context.stats, Clock::now() + std::chrono::seconds(1))) return;
-    for (const auto& [pid, lease] : children_) ::kill(pid, SIGKILL);
+    for (const auto& [pid, ticket] : children_) ::kill(pid, SIGKILL);
     // SIGKILL cannot be ignored, so blocking waits here end promptly.
-    for (const auto& [pid, lease] : children_) {
+    for (const auto& [pid, ticket] : children_) {
       while (::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
       }
-      context.stats.active.fetch_sub(1, std::memory_order_relaxed);
     }
     children_.clear();
   }
 
-  // Live children and their peers' --max-per-ip places; parent's accept thread only.
-  std::unordered_map<pid_t, PeerLease> children_;
+  // Live children and their connections' admission tickets; parent's accept thread only.
+  std::unordered_map<pid_t, AdmissionTicket> children_;
 };
 
 const BackendRegistrar kRegistrar{BackendInfo{

@@ -3,8 +3,9 @@
 // therefore stalls everybody, which is exactly what this model exists to show.
 // Threads: one. Signals land on this thread, so a stop interrupts the blocking read and the
 // current client gets --drain-timeout to finish.
-#include "core/accept_loop.hpp"
-#include "core/blocking_connection.hpp"
+#include "app/backend_registry.hpp"
+#include "blocking/accept_loop.hpp"
+#include "blocking/blocking_connection.hpp"
 
 namespace polyecho {
 namespace {
@@ -15,12 +16,10 @@ class IterativeBackend final : public Backend {
     BlockingAcceptLoop loop(context);
     const BlockingServeOptions options{.on_interrupt = BlockingServeOptions::OnStop::drain};
     loop.run([&](unique_fd connection) {
-      // One connection at a time, so --max-per-ip (at least 1) never refuses here; admitting
-      // anyway keeps the gate's count true for every model.
-      const auto lease = context.peers.admit(connection.get());
-      if (!lease) return reject_connection(std::move(connection), context.stats);
-      ActiveGuard active(context.stats);
-      serve_blocking(connection.get(), context.config, context.stats, options);
+      // One connection at a time, so admission never refuses here; admitting anyway keeps the
+      // gate's counts true for every model.
+      if (const auto admitted = context.admission.admit(std::move(connection)))
+        serve_blocking(admitted->fd.get(), context.config, context.stats, options);
     });
     return 0;
   }

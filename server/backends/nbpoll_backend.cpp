@@ -5,7 +5,8 @@
 // doubling to 4 ms); any progress resets the wait. So: idle CPU stays low, but the first byte
 // after a quiet spell may wait up to 4 ms to be noticed (see docs/REACTOR.md).
 // The connection handling, timers, backpressure and stop are the shared Reactor's.
-#include "core/reactor.hpp"
+#include "app/backend_registry.hpp"
+#include "reactor/reactor.hpp"
 
 namespace polyecho {
 namespace {

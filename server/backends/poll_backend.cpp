@@ -1,6 +1,7 @@
 // poll: the shared Reactor on poll(2). No FD_SETSIZE ceiling, but every wait copies and scans
 // the whole pollfd array: O(connections) per wakeup however few are ready.
-#include "core/reactor.hpp"
+#include "app/backend_registry.hpp"
+#include "reactor/reactor.hpp"
 
 namespace polyecho {
 namespace {

@@ -19,11 +19,12 @@
 #include <functional>
 #include <memory>
 
-#include "core/accept_loop.hpp"
-#include "core/fd_dispatcher.hpp"
-#include "core/worker_pool.hpp"
-#include "core/worker_processes.hpp"
+#include "app/backend_registry.hpp"
+#include "blocking/accept_loop.hpp"
+#include "blocking/worker_pool.hpp"
 #include "polyecho/stop_signal.hpp"
+#include "process/fd_dispatcher.hpp"
+#include "process/worker_processes.hpp"
 
 namespace polyecho {
 namespace {
@@ -78,7 +79,8 @@ class PreforkBackend final : public Backend {
   }
 
   int run_fdpass(ServerContext& context, unsigned workers) {
-    FdDispatcher dispatcher(workers, context.config.worker_threads, context.config, context.stats);
+    FdDispatcher dispatcher(workers, context.config.worker_threads, context.config,
+                            context.admission);
     std::unique_ptr<WorkerProcesses> processes;
     WorkerProcesses::Hooks hooks;
     hooks.before_fork = [&](unsigned slot) { dispatcher.before_fork(slot); };
@@ -105,8 +107,11 @@ class PreforkBackend final : public Backend {
   // `serve` until the stop (SIGTERM from the master), then the drain.
   static int serve_in_worker(ServerContext& context, std::atomic<std::int64_t>& held,
                              const std::function<void(const PoolContext&)>& serve) {
+    // This process's tickets also count in its slot's `held`, where the master can read them
+    // to account for a worker killed mid-connection.
+    context.admission.count_held_in(&held);
     ActiveConnections active;
-    const PoolContext pool{context.config, context.stats, context.peers, active, &held};
+    const PoolContext pool{context.config, context.stats, context.admission, active};
     WorkerThreads threads(context.config.worker_threads, [&](unsigned) { serve(pool); });
     wait_for_stop();
     threads.drain(active, context.config.drain_timeout);

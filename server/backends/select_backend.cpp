@@ -1,7 +1,8 @@
 // select: the shared Reactor on select(2). Portable and simple, but an fd_set is a bitmap of
 // FD_SETSIZE (1024) bits: a connection whose fd is at or above that cannot be watched and is
 // refused with a log line (never written out of bounds). Each wait also costs O(highest fd).
-#include "core/reactor.hpp"
+#include "app/backend_registry.hpp"
+#include "reactor/reactor.hpp"
 
 namespace polyecho {
 namespace {

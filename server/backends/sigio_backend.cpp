@@ -3,11 +3,12 @@
 // queues SIGRTMIN+4 with the fd in si_fd, and the loop dequeues them with sigtimedwait().
 // Edge-like, so the connection code reads and accepts until EAGAIN. When the signal queue
 // overflows (RLIMIT_SIGPENDING) the kernel falls back to a bare SIGIO and the loop re-checks
-// every connection. server/core/sigio_poller.cpp explains why the model is rarely used.
+// every connection. server/poller/sigio_poller.cpp explains why the model is rarely used.
 //
 // One thread: the fd's owner is per open file description, so a listener shared by several
 // loops could signal only one of them; --workers would need a listener per thread.
-#include "core/reactor.hpp"
+#include "app/backend_registry.hpp"
+#include "reactor/reactor.hpp"
 
 namespace polyecho {
 namespace {

@@ -9,13 +9,17 @@
 #include <sys/eventfd.h>
 
 #include <map>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
 
-#include "core/accept_loop.hpp"
-#include "core/active_connections.hpp"
-#include "core/blocking_connection.hpp"
+#include "app/backend_registry.hpp"
+#include "blocking/accept_loop.hpp"
+#include "blocking/active_connections.hpp"
+#include "blocking/blocking_connection.hpp"
+#include "lifecycle/drain_timeline.hpp"
+#include "lifecycle/threads.hpp"
 #include "polyecho/stop_signal.hpp"
 
 namespace polyecho {
@@ -30,8 +34,9 @@ class ThreadBackend final : public Backend {
     loop.watch_extra(reap_.get(), [this] { join_finished(); });
     loop.run([&](unique_fd connection) { start(context, std::move(connection)); });
 
-    const auto deadline = std::chrono::steady_clock::now() + context.config.drain_timeout;
-    if (!active_.wait_until_empty(deadline)) active_.end_drain(ActiveConnections::kFlushGrace);
+    DrainTimeline timeline(context.config.drain_timeout);
+    timeline.stop(DrainTimeline::Clock::now());
+    if (!active_.wait_until_empty(timeline.input_cut_at())) active_.end_drain(timeline.close_at());
     std::map<std::uint64_t, std::thread> remaining;
     {
       std::lock_guard lock(mutex_);  // not held while joining: exiting threads take it in finish()
@@ -43,38 +48,33 @@ class ThreadBackend final : public Backend {
 
  private:
   void start(ServerContext& context, unique_fd connection) {
-    auto lease = context.peers.admit(connection.get());
-    if (!lease || active_.size() >= context.config.max_connections) {
-      reject_connection(std::move(connection), context.stats);
-      return;
-    }
+    auto admitted = context.admission.admit(std::move(connection));
+    if (!admitted) return;
+    // The connection crosses into the thread by address (one allocation, beside the thread's
+    // own stack): if the thread cannot start, its copy of the lambda is destroyed without
+    // touching the connection, which the catch below still refuses properly.
+    auto owned = std::make_unique<AdmittedConnection>(std::move(*admitted));
+    AdmittedConnection* handed = owned.get();
+    const int fd = handed->fd.get();
     std::lock_guard lock(mutex_);
     const std::uint64_t id = next_id_++;
-    // The raw number crosses into the thread: if std::thread fails, its copy of the lambda is
-    // destroyed, and that must not close a descriptor the catch below still refuses.
-    const int fd = connection.release();
     active_.add(fd);
     try {
-      threads_.emplace(id,
-                       std::thread([this, &context, id, fd, peer = std::move(*lease)]() mutable {
-                         unique_fd conn(fd);
+      threads_.emplace(id, start_thread([this, &context, id, handed] {
                          {
-                           // Given back before the close, so a peer that saw our FIN finds
-                           // its place free.
-                           const PeerLease held = std::move(peer);
-                           ActiveGuard guard(context.stats);
-                           serve_blocking(conn.get(), context.config, context.stats,
+                           const std::unique_ptr<AdmittedConnection> conn(handed);
+                           serve_blocking(conn->fd.get(), context.config, context.stats,
                                           {.input_cut = active_.input_cut()});
-                           active_.remove(conn.get());
-                         }
-                         conn.reset();
+                           active_.remove(conn->fd.get());
+                         }  // the ticket goes back, then the connection closes
                          finish(id);
                        }));
+      (void)owned.release();  // the thread owns it now
     } catch (const std::system_error& e) {
       // No thread to serve it (RLIMIT_NPROC, memory): refuse it rather than leave it hanging.
       active_.remove(fd);
       spdlog::warn("cannot start a connection thread: {}", e.what());
-      reject_connection(unique_fd(fd), context.stats);
+      owned->ticket.refuse(std::move(owned->fd));
     }
   }
 

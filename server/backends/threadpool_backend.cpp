@@ -11,11 +11,10 @@
 // own the connection they serve. Signals are blocked in pool threads.
 #include <sys/socket.h>
 
-#include <atomic>
-
-#include "core/accept_loop.hpp"
-#include "core/connection_queue.hpp"
-#include "core/worker_pool.hpp"
+#include "app/backend_registry.hpp"
+#include "blocking/accept_loop.hpp"
+#include "blocking/connection_queue.hpp"
+#include "blocking/worker_pool.hpp"
 #include "polyecho/stop_signal.hpp"
 
 namespace polyecho {
@@ -24,7 +23,7 @@ namespace {
 class ThreadPoolBackend final : public Backend {
  public:
   int run(ServerContext& context) override {
-    const PoolContext pool{context.config, context.stats, context.peers, active_};
+    const PoolContext pool{context.config, context.stats, context.admission, active_};
     const unsigned workers = pool_size(context.config, 2);
     if (context.config.pool_strategy == "accept") {
       const int listener = context.listener.get();
@@ -38,28 +37,15 @@ class ThreadPoolBackend final : public Backend {
     }
     ConnectionQueue queue(context.config.queue_limit);
     WorkerThreads threads(workers, [&](unsigned) {
-      while (auto connection = queue.pop()) {
-        serve_pooled(std::move(connection->fd), std::move(connection->lease), pool);
-        held_.fetch_sub(1, std::memory_order_relaxed);
-      }
+      while (auto connection = queue.pop()) serve_pooled(std::move(*connection), pool);
     });
     BlockingAcceptLoop loop(context);
     loop.run([&](unique_fd connection) {
-      // Only this thread adds to held_, so the check and the increment cannot race; the
-      // increment comes first because a pool thread may finish the connection right away.
-      // --max-per-ip is checked here, not when a thread pops it: queued connections hold
-      // their address's places too, so one address cannot fill the queue.
-      auto lease = context.peers.admit(connection.get());
-      if (!lease || held_.load(std::memory_order_relaxed) >= context.config.max_connections) {
-        reject_connection(std::move(connection), context.stats);
-        return;
-      }
-      held_.fetch_add(1, std::memory_order_relaxed);
-      QueuedConnection queued{std::move(connection), std::move(*lease)};
-      if (!queue.try_push(queued)) {
-        held_.fetch_sub(1, std::memory_order_relaxed);
-        reject_connection(std::move(queued.fd), context.stats);
-      }
+      // Admitted here, not when a thread pops it: a queued connection holds its address's
+      // place and its slot too, so one address cannot fill the queue, and --max-connections
+      // counts queued and served alike.
+      auto admitted = context.admission.admit(std::move(connection));
+      if (admitted && !queue.try_push(*admitted)) admitted->ticket.refuse(std::move(admitted->fd));
     });
     // Queued connections are still served during the drain; whatever is popped after the
     // deadline is closed at once (serve_pooled sees the cut).
@@ -70,7 +56,6 @@ class ThreadPoolBackend final : public Backend {
 
  private:
   ActiveConnections active_;
-  std::atomic<std::size_t> held_{0};  // queued + being served (queue strategy)
 };
 
 const BackendRegistrar kRegistrar{BackendInfo{

@@ -2,15 +2,12 @@
 // posts their results; the worker only reacts to completions (see server/uring/).
 // --workers N runs N rings on N threads, each with its own SO_REUSEPORT listener, so the
 // kernel spreads connections across them and no state is shared but Stats.
-#include <pthread.h>
-#include <signal.h>
-#include <spdlog/spdlog.h>
-
-#include <atomic>
-#include <thread>
+#include <algorithm>
+#include <memory>
 #include <vector>
 
-#include "polyecho/stop_signal.hpp"
+#include "app/backend_registry.hpp"
+#include "lifecycle/threads.hpp"
 #include "uring/uring_worker.hpp"
 
 namespace polyecho {
@@ -30,28 +27,9 @@ class UringBackend final : public Backend {
       workers.push_back(
           std::make_unique<uring::UringWorker>(context, make_listener(context.bound, options)));
     }
-    std::atomic<bool> failed{false};
-    auto serve = [&failed](uring::UringWorker& worker) {
-      try {
-        worker.run();
-      } catch (const std::exception& e) {
-        spdlog::error("uring worker: {}", e.what());
-        failed = true;
-        stop_signal::request();  // the siblings drain and stop too
-      }
-    };
-    std::vector<std::jthread> threads;
-    {
-      // Signals must land on the main thread (worker 0), whose poll on the stop fd wakes all.
-      sigset_t all, previous;
-      ::sigfillset(&all);
-      ::pthread_sigmask(SIG_BLOCK, &all, &previous);
-      for (unsigned i = 1; i < count; ++i) threads.emplace_back(serve, std::ref(*workers[i]));
-      ::pthread_sigmask(SIG_SETMASK, &previous, nullptr);
-    }
-    serve(*workers[0]);
-    threads.clear();  // joins
-    return failed ? 1 : 0;
+    // Worker 0 runs on this thread, which keeps the signals; its poll on the stop fd, like
+    // every other worker's, wakes it.
+    return run_loop_threads(count, [&workers](std::size_t i) { workers[i]->run(); });
   }
 };
 

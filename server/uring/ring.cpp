@@ -9,7 +9,7 @@
 #include <memory>
 #include <string_view>
 
-#include "core/backend.hpp"
+#include "lifecycle/backend.hpp"
 #include "polyecho/socket_ops.hpp"
 
 namespace polyecho::uring {

@@ -187,7 +187,7 @@ void UringWorker::free_if_done(Connection& c) {
   if (c.inflight > 0) return;
   if (c.starved) std::erase(starved_, &c);
   c.counters.flush_to(context_.stats);
-  closing_.erase(c.self);  // closes the socket, ends ActiveGuard
+  closing_.erase(c.self);  // gives the ticket back, closes the socket
 }
 
 void UringWorker::rearm_starved() {

@@ -8,8 +8,7 @@
 #include <algorithm>
 #include <cstring>
 
-#include "core/accept_loop.hpp"
-#include "core/active_connections.hpp"
+#include "lifecycle/connection_options.hpp"
 #include "polyecho/stop_signal.hpp"
 
 namespace polyecho::uring {
@@ -31,7 +30,8 @@ UringWorker::UringWorker(ServerContext& context, unique_fd listener)
     : context_(context),
       config_(context.config),
       listener_(std::move(listener)),
-      ring_(RingOptions{.sqpoll = context.config.sqpoll}) {
+      ring_(RingOptions{.sqpoll = context.config.sqpoll}),
+      drain_(context.config.drain_timeout) {
   if (ring_.features().buffer_ring) {
     try {
       small_pool_.emplace(*ring_.get(), 0, kSmallBuffers, kSmallBufferSize);
@@ -61,7 +61,8 @@ void UringWorker::run() {
     for (std::size_t i = 0; i < ready.size(); ++i) handle(Completion(ready[i]));  // copy: may grow
     ready.clear();
     if (!starved_.empty()) rearm_starved();
-    if (stopping_ && open_.empty() && closing_.empty() && timer_armed_ && !timer_cancelled_) {
+    if (drain_.stopping() && open_.empty() && closing_.empty() && timer_armed_ &&
+        !timer_cancelled_) {
       cancel(kTimer);  // nothing left to time: do not wait for the next tick to exit
       timer_cancelled_ = true;
     }
@@ -69,7 +70,7 @@ void UringWorker::run() {
 }
 
 bool UringWorker::finished() const {
-  return stopping_ && open_.empty() && closing_.empty() && loop_ops_ == 0;
+  return drain_.stopping() && open_.empty() && closing_.empty() && loop_ops_ == 0;
 }
 
 void UringWorker::handle(const Completion& completion) {
@@ -131,7 +132,7 @@ void UringWorker::on_accept(int result, std::uint32_t flags) {
   } else if (result != -ECANCELED && result != -ECONNABORTED && result != -EINTR) {
     spdlog::error("accept: {}", std::strerror(-result));
   }
-  if (stopping_) {
+  if (drain_.stopping()) {
     if (ended) listener_.reset();  // no accept left in the kernel: the port can close
     return;
   }
@@ -139,19 +140,15 @@ void UringWorker::on_accept(int result, std::uint32_t flags) {
 }
 
 void UringWorker::admit(unique_fd socket) {
-  if (stopping_) return;  // closing it refuses the client
-  const auto active =
-      static_cast<std::size_t>(context_.stats.active.load(std::memory_order_relaxed));
-  auto lease = context_.peers.admit(socket.get());
-  if (!lease || active >= config_.max_connections)
-    return reject_connection(std::move(socket), context_.stats);
+  if (drain_.stopping()) return;  // closing it refuses the client
+  auto admitted = context_.admission.admit(std::move(socket));
+  if (!admitted) return;
   try {
-    prepare_connection(socket.get(), config_, /*blocking=*/false);
+    prepare_connection(admitted->fd.get(), config_, /*blocking=*/false);
   } catch (const std::system_error&) {
-    return;  // the peer already reset; nothing to serve
+    return admitted->ticket.refuse(std::move(admitted->fd));  // the peer already reset
   }
-  Connection& c =
-      open_.emplace_back(std::move(socket), std::move(*lease), config_.protocol, context_.stats);
+  Connection& c = open_.emplace_back(std::move(*admitted), config_.protocol);
   c.self = std::prev(open_.end());
   c.last_active = now_;
   progress(c);
@@ -178,31 +175,26 @@ void UringWorker::arm_timer() {
 void UringWorker::on_tick() {
   if (accept_paused_until_ && now_ >= *accept_paused_until_) {
     accept_paused_until_.reset();
-    if (!stopping_ && !accept_armed_) arm_accept();
+    if (!drain_.stopping() && !accept_armed_) arm_accept();
   }
   if (config_.idle_timeout.count() > 0) {
     while (!open_.empty() && now_ - open_.front().last_active >= config_.idle_timeout) {
       close_connection(open_.front(), 0);
     }
   }
-  if (stopping_ && now_ >= drain_deadline_) {
-    if (!input_cut_) {
-      // Deadline: stop reading everywhere, but echo everything already received. Peers get
-      // kFlushGrace to take it; whoever still owes bytes after that is closed.
-      input_cut_ = true;
-      for (auto it = open_.begin(); it != open_.end();) stop_reading(*it++);  // may close it
-      drain_deadline_ = now_ + ActiveConnections::kFlushGrace;
-    } else {
-      while (!open_.empty()) close_connection(open_.front(), 0);
-    }
+  const auto phase = drain_.advance(now_);
+  if (phase == DrainTimeline::Phase::flushing) {
+    // Stop reading everywhere, but echo everything already received, for the flush grace.
+    for (auto it = open_.begin(); it != open_.end();) stop_reading(*it++);  // may close it
+  } else if (phase == DrainTimeline::Phase::closing) {
+    while (!open_.empty()) close_connection(open_.front(), 0);  // whoever still owes bytes
   }
-  const bool needed = config_.idle_timeout.count() > 0 || accept_paused_until_ || stopping_;
-  if (needed && !(stopping_ && open_.empty() && closing_.empty())) arm_timer();
+  const bool needed = config_.idle_timeout.count() > 0 || accept_paused_until_ || drain_.stopping();
+  if (needed && !(drain_.stopping() && open_.empty() && closing_.empty())) arm_timer();
 }
 
 void UringWorker::begin_stop() {
-  stopping_ = true;
-  drain_deadline_ = now_ + config_.drain_timeout;
+  drain_.stop(now_);
   accept_paused_until_.reset();
   if (accept_armed_) {
     cancel(kAccept);  // the listener closes when the accept's last CQE arrives

@@ -6,8 +6,9 @@
 #include <optional>
 #include <vector>
 
-#include "core/backend.hpp"
-#include "core/blocking_connection.hpp"
+#include "lifecycle/admission.hpp"
+#include "lifecycle/backend.hpp"
+#include "lifecycle/drain_timeline.hpp"
 #include "polyecho/session.hpp"
 #include "uring/buffer_ring.hpp"
 #include "uring/ring.hpp"
@@ -19,13 +20,12 @@ using Clock = std::chrono::steady_clock;
 // One accepted connection. Owned by its worker's lists; freed only when `inflight` is zero,
 // because the kernel still holds its address in the user_data of every pending operation.
 struct Connection {
-  Connection(unique_fd socket, PeerLease peer, const ProtocolConfig& protocol, Stats& stats)
-      : fd(std::move(socket)), lease(std::move(peer)), session(protocol), active(stats) {}
+  Connection(AdmittedConnection admitted, const ProtocolConfig& protocol)
+      : fd(std::move(admitted.fd)), ticket(std::move(admitted.ticket)), session(protocol) {}
 
   unique_fd fd;
-  PeerLease lease;  // --max-per-ip place, given back when the Connection is freed
+  AdmissionTicket ticket;  // given back when the Connection is freed, before the close
   Session session;
-  ActiveGuard active;
   ConnectionCounters counters;
   std::list<Connection>::iterator self;  // position in open_ (idle order) or closing_
   Clock::time_point last_active;
@@ -113,9 +113,7 @@ class UringWorker {
   bool accept_armed_ = false;
   bool timer_armed_ = false;
   bool timer_cancelled_ = false;
-  bool stopping_ = false;
-  bool input_cut_ = false;  // the drain deadline passed: reading stopped, flushing remains
-  Clock::time_point drain_deadline_;
+  DrainTimeline drain_;
   std::optional<Clock::time_point> accept_paused_until_;
   std::uint64_t accept_backoffs_ = 0;  // EMFILE/ENFILE backoffs in the current burst
   __kernel_timespec tick_{};

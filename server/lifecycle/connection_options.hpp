@@ -1,0 +1,12 @@
+#pragma once
+
+#include "lifecycle/server_config.hpp"
+
+namespace polyecho {
+
+// Applies the per-connection socket options every model wants: TCP_NODELAY (an echo must not
+// wait for Nagle), keepalive, and, for blocking IO only, the idle timeout as
+// SO_RCVTIMEO/SO_SNDTIMEO. Throws std::system_error (a peer that already reset).
+void prepare_connection(int fd, const ServerConfig& config, bool blocking);
+
+}  // namespace polyecho

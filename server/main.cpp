@@ -1,5 +1,0 @@
-#include "core/server_main.hpp"
-
-int main(int argc, char** argv) {
-  return polyecho::server_main(argc, argv);
-}

@@ -1,0 +1,71 @@
+#pragma once
+
+#include <sys/types.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <vector>
+
+#include "lifecycle/peer_limit.hpp"
+#include "polyecho/stats.hpp"
+
+namespace polyecho {
+
+// A small supervisor for preforked workers (master side): forks `count` workers before any
+// connection, reaps the ones that die and forks a replacement in the same slot, and stops
+// them all on shutdown. Owns its children: the destructor SIGKILLs and reaps any left.
+// Master thread only; the master must be single-threaded when it forks.
+//
+// Each worker starts with a fresh stop_signal (SIGTERM from the master starts its drain),
+// ignores SIGINT (a terminal's Ctrl-C reaches the whole group; the master relays it as
+// SIGTERM) and dies with the master (PR_SET_PDEATHSIG, plus a getppid() check for a master
+// that died before prctl took effect).
+class WorkerProcesses {
+ public:
+  struct Hooks {
+    // In the child; its return value is the worker's exit status. kSetupFailed stops the
+    // server instead of being replaced in a loop.
+    std::function<int(unsigned slot)> run;
+    std::function<void(unsigned slot)> before_fork;            // master, optional
+    std::function<void(unsigned slot, pid_t pid)> after_fork;  // master, optional
+    std::function<void(unsigned slot)> on_exit;                // master, optional
+  };
+  static constexpr int kSetupFailed = 3;
+
+  WorkerProcesses(unsigned count, Hooks hooks, Stats& stats, PeerLimit& peers);
+  ~WorkerProcesses();
+  WorkerProcesses(const WorkerProcesses&) = delete;
+  WorkerProcesses& operator=(const WorkerProcesses&) = delete;
+
+  void start_all();
+  // On SIGCHLD (stop_signal::child_fd()): reaps every exited worker and, unless stopping,
+  // forks its replacement.
+  void reap();
+  // SIGTERM to all; waits for them until drain_timeout plus a grace second (they cut their own
+  // connections at drain_timeout), then SIGKILLs and reaps the rest.
+  void stop(std::chrono::milliseconds drain_timeout);
+
+  // Connections a worker holds, in shared memory: a worker that dies without unwinding leaves
+  // them counted active, and the master takes them back out of Stats when it reaps it.
+  [[nodiscard]] std::atomic<std::int64_t>& held(unsigned slot) const noexcept {
+    return held_[slot];
+  }
+  [[nodiscard]] pid_t pid(unsigned slot) const noexcept { return pids_[slot]; }
+
+ private:
+  void spawn(unsigned slot);
+  void on_exited(unsigned slot, int status);
+  bool wait_until(std::chrono::steady_clock::time_point deadline);
+  [[nodiscard]] bool any_alive() const;
+
+  Hooks hooks_;
+  Stats& stats_;
+  PeerLimit& peers_;
+  std::vector<pid_t> pids_;          // by slot; 0 when the slot is empty
+  std::atomic<std::int64_t>* held_;  // MAP_SHARED array, one per slot
+  bool stopping_ = false;
+};
+
+}  // namespace polyecho

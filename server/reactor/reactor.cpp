@@ -1,0 +1,213 @@
+#include "reactor/reactor.hpp"
+
+#include <signal.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cstring>
+#include <optional>
+
+#include "lifecycle/connection_options.hpp"
+#include "lifecycle/threads.hpp"
+#include "polyecho/stop_signal.hpp"
+
+namespace polyecho {
+
+namespace {
+// While even the Acceptor's reserve fd cannot be had, look at the listener again this often:
+// rare enough to cost nothing, soon enough that service resumes once a connection closes.
+constexpr std::chrono::milliseconds kAcceptBackoff{50};
+}  // namespace
+
+Reactor::Reactor(const ServerConfig& config, Stats& stats, Admission& admission, unique_fd listener,
+                 std::unique_ptr<Multiplexer> multiplexer)
+    : config_(config),
+      stats_(stats),
+      admission_(admission),
+      listener_(std::move(listener)),
+      multiplexer_(std::move(multiplexer)),
+      acceptor_(listener_.get(), stats),
+      drain_(config.drain_timeout) {
+  // Non-blocking: a peer that resets between readiness and accept() must not hang the loop,
+  // and draining the backlog ends on EAGAIN.
+  set_nonblocking(listener_.get());
+  if (!multiplexer_->add(stop_signal::stop_fd(), kReadable) ||
+      !multiplexer_->add(listener_.get(), kReadable)) {
+    throw std::runtime_error("the multiplexer cannot watch the listener");
+  }
+}
+
+void Reactor::run() {
+  while (!drain_.stopping() || !by_activity_.empty()) {
+    multiplexer_->wait(ready_, next_timeout_ms());
+    now_ = Clock::now();
+    progressed_ = false;
+    for (const ReadyEvent& event : ready_) dispatch(event);
+    multiplexer_->after_dispatch(progressed_);
+    // A signal may land while we wait (EINTR, empty list) before the stop fd is reported.
+    if (!drain_.stopping() && stop_signal::requested()) begin_stop();
+    expire_timers();
+  }
+}
+
+void Reactor::dispatch(const ReadyEvent& event) {
+  if (event.fd == stop_signal::stop_fd()) {
+    if (stop_signal::requested()) begin_stop();  // a guessing poller may report it early
+    return;
+  }
+  if (event.fd == listener_.get()) {
+    if (!drain_.stopping()) progressed_ |= accept_ready();
+    return;
+  }
+  const auto slot = static_cast<std::size_t>(event.fd);
+  // A connection closed earlier in this batch leaves a stale event; its fd may even have been
+  // reused by a connection accepted since. Spurious readiness is harmless: IO says EAGAIN.
+  if (slot >= by_fd_.size() || by_fd_[slot] == by_activity_.end()) return;
+  const auto entry = by_fd_[slot];
+  const auto outcome = entry->connection.on_ready(event.events, multiplexer_->edge_triggered());
+  if (outcome.interest == 0) {
+    close(entry);
+    progressed_ = true;
+    return;
+  }
+  if (outcome.progressed) {
+    progressed_ = true;
+    entry->last_active = now_;
+    by_activity_.splice(by_activity_.end(), by_activity_, entry);
+  }
+  if (outcome.interest != entry->interest) {
+    multiplexer_->modify(event.fd, outcome.interest);
+    entry->interest = outcome.interest;
+  }
+}
+
+// Drains the backlog (which edge-triggered readiness requires anyway).
+bool Reactor::accept_ready() {
+  bool progressed = false;
+  for (;;) {
+    auto result = acceptor_.accept_one(/*nonblocking=*/true);
+    switch (result.status) {
+      case Acceptor::Status::accepted:
+        open(std::move(result.fd));
+        progressed = true;
+        continue;
+      case Acceptor::Status::shed:
+        progressed = true;
+        continue;
+      case Acceptor::Status::would_block:
+      case Acceptor::Status::stopped:
+        return progressed;
+      case Acceptor::Status::failed:
+        spdlog::error("accept: {}", std::strerror(result.error));
+        [[fallthrough]];  // unknown trouble: back off rather than spin
+      case Acceptor::Status::exhausted:
+        multiplexer_->remove(listener_.get());
+        accept_paused_ = true;
+        accept_resume_ = now_ + kAcceptBackoff;
+        return progressed;
+    }
+  }
+}
+
+void Reactor::open(unique_fd fd) {
+  auto admitted = admission_.admit(std::move(fd));
+  if (!admitted) return;
+  const int raw = admitted->fd.get();
+  try {
+    prepare_connection(raw, config_, /*blocking=*/false);
+  } catch (const std::system_error& e) {
+    spdlog::debug("connection setup failed: {}", e.what());  // the peer is already gone
+    admitted->ticket.refuse(std::move(admitted->fd));
+    return;
+  }
+  if (!multiplexer_->add(raw, ReactorConnection::kInitialInterest)) {
+    // The poller cannot watch this fd at all (and has said why): refuse this one only.
+    admitted->ticket.refuse(std::move(admitted->fd));
+    return;
+  }
+  const auto slot = static_cast<std::size_t>(raw);
+  if (slot >= by_fd_.size())
+    by_fd_.resize(std::max(slot + 1, by_fd_.size() * 2), by_activity_.end());
+  by_activity_.emplace_back(std::move(*admitted), config_, stats_, now_);
+  by_fd_[slot] = std::prev(by_activity_.end());
+}
+
+void Reactor::close(EntryList::iterator entry) {
+  const int fd = entry->connection.fd();
+  multiplexer_->remove(fd);  // before close(): the multiplexer must never see a dead fd
+  by_fd_[static_cast<std::size_t>(fd)] = by_activity_.end();
+  by_activity_.erase(entry);  // closes the socket, returns its slot, adds its counters
+}
+
+void Reactor::begin_stop() {
+  if (drain_.stopping()) return;
+  drain_.stop(Clock::now());
+  // The stop fd stays readable forever: stop watching it or a level-triggered loop spins.
+  multiplexer_->remove(stop_signal::stop_fd());
+  if (!accept_paused_) multiplexer_->remove(listener_.get());
+  accept_paused_ = false;
+  listener_.reset();  // the kernel now refuses new connections on this socket
+}
+
+void Reactor::expire_timers() {
+  if (accept_paused_ && now_ >= accept_resume_) {
+    accept_paused_ = false;
+    [[maybe_unused]] const bool added = multiplexer_->add(listener_.get(), kReadable);
+  }
+  if (config_.idle_timeout.count() > 0) {
+    while (!by_activity_.empty() &&
+           now_ - by_activity_.front().last_active >= config_.idle_timeout) {
+      spdlog::debug("closing idle connection fd {}", by_activity_.front().connection.fd());
+      close(by_activity_.begin());
+    }
+  }
+  const auto phase = drain_.advance(now_);
+  if (phase == DrainTimeline::Phase::flushing) {
+    // Stop reading everywhere, but echo what was received; peers get the flush grace to take it.
+    for (auto it = by_activity_.begin(); it != by_activity_.end();) {
+      const auto entry = it++;
+      const std::uint32_t interest = entry->connection.stop_reading();
+      if (interest == 0) {
+        close(entry);
+      } else if (interest != entry->interest) {
+        multiplexer_->modify(entry->connection.fd(), interest);
+        entry->interest = interest;
+      }
+    }
+  } else if (phase == DrainTimeline::Phase::closing) {
+    while (!by_activity_.empty()) close(by_activity_.begin());  // whoever still owes bytes
+  }
+}
+
+int Reactor::next_timeout_ms() const {
+  std::optional<Clock::time_point> next;
+  const auto consider = [&](Clock::time_point t) { next = next ? std::min(*next, t) : t; };
+  if (accept_paused_) consider(accept_resume_);
+  if (config_.idle_timeout.count() > 0 && !by_activity_.empty()) {
+    consider(by_activity_.front().last_active + config_.idle_timeout);
+  }
+  const auto now = Clock::now();
+  if (const auto drain_deadline = drain_.next_deadline(now)) consider(*drain_deadline);
+  if (!next) return -1;
+  const auto left = std::chrono::ceil<std::chrono::milliseconds>(*next - now);
+  return static_cast<int>(std::max<std::chrono::milliseconds::rep>(left.count(), 0));
+}
+
+int run_reactors(ServerContext& context, unsigned workers,
+                 const std::function<std::unique_ptr<Multiplexer>()>& make_multiplexer) {
+  workers = std::max(workers, 1u);
+  // Everything that can fail at setup fails here, on the calling thread, before any thread.
+  std::vector<std::unique_ptr<Reactor>> reactors;
+  reactors.push_back(std::make_unique<Reactor>(context.config, context.stats, context.admission,
+                                               std::move(context.listener), make_multiplexer()));
+  const ListenerOptions sibling{
+      .backlog = context.config.backlog, .reuse_port = true, .nonblocking = true};
+  for (unsigned i = 1; i < workers; ++i) {
+    reactors.push_back(std::make_unique<Reactor>(context.config, context.stats, context.admission,
+                                                 make_listener(context.bound, sibling),
+                                                 make_multiplexer()));
+  }
+  return run_loop_threads(workers, [&reactors](std::size_t i) { reactors[i]->run(); });
+}
+
+}  // namespace polyecho

@@ -1,0 +1,84 @@
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <list>
+#include <memory>
+#include <vector>
+
+#include "lifecycle/admission.hpp"
+#include "lifecycle/backend.hpp"
+#include "lifecycle/drain_timeline.hpp"
+#include "poller/multiplexer.hpp"
+#include "polyecho/acceptor.hpp"
+#include "reactor/reactor_connection.hpp"
+
+namespace polyecho {
+
+// The one readiness loop behind nbpoll, select, poll and epoll: a multiplexer says which fds
+// are ready, the reactor decides what that means.
+//  - Accepting: on listener readiness, drain the backlog through the shared Acceptor. When
+//    descriptors run out even for its reserve (`exhausted`), stop watching the listener and
+//    look again after kAcceptBackoff, so EMFILE never spins.
+//  - Connections: ReactorConnection does the IO; the reactor only moves interest in the
+//    multiplexer and closes what is done. Admission is the shared, process-wide gate.
+//  - Idle timeout: connections live in a list ordered by last activity, so the next deadline
+//    is the front's; activity moves a connection to the back (O(1)). No wakeup scans them all.
+//  - Stop: the sticky stop fd wakes every reactor; it stops accepting (closes its listener)
+//    and follows the shared DrainTimeline: connections run on until --drain-timeout, then
+//    read no more and flush what they owe, then whatever is left is closed.
+// Owns its listener and its multiplexer. Not thread-safe: run() on one thread per reactor.
+class Reactor {
+ public:
+  Reactor(const ServerConfig& config, Stats& stats, Admission& admission, unique_fd listener,
+          std::unique_ptr<Multiplexer> multiplexer);
+  void run();
+
+ private:
+  using Clock = std::chrono::steady_clock;
+  struct Entry {
+    Entry(AdmittedConnection admitted, const ServerConfig& config, Stats& stats,
+          Clock::time_point now)
+        : connection(std::move(admitted.fd), config, stats),
+          ticket(std::move(admitted.ticket)),
+          last_active(now) {}
+    ReactorConnection connection;
+    AdmissionTicket ticket;  // after `connection`: given back before the socket closes
+    std::uint32_t interest = ReactorConnection::kInitialInterest;
+    Clock::time_point last_active;
+  };
+  using EntryList = std::list<Entry>;
+
+  void dispatch(const ReadyEvent& event);
+  bool accept_ready();
+  void open(unique_fd fd);
+  void close(EntryList::iterator entry);
+  void begin_stop();
+  void expire_timers();
+  [[nodiscard]] int next_timeout_ms() const;
+
+  const ServerConfig& config_;
+  Stats& stats_;
+  Admission& admission_;
+  unique_fd listener_;
+  std::unique_ptr<Multiplexer> multiplexer_;
+  Acceptor acceptor_;
+  EntryList by_activity_;                   // owns the connections; least recently active first
+  std::vector<EntryList::iterator> by_fd_;  // fd -> entry or end(); grows with the highest fd
+  std::vector<ReadyEvent> ready_;
+  Clock::time_point now_;
+  bool progressed_ = false;
+  DrainTimeline drain_;
+  bool accept_paused_ = false;
+  Clock::time_point accept_resume_{};
+};
+
+// Runs `workers` independent reactors (at least one), each with its own multiplexer from
+// `make_multiplexer` and its own SO_REUSEPORT listener; the first takes the listener the core
+// bound (adjust_listener must have asked for reuse_port when workers > 1). The calling thread
+// runs the first reactor and receives the signals; the others block them. Returns the exit
+// code: 0, or 1 if a reactor failed (which also stops the others).
+int run_reactors(ServerContext& context, unsigned workers,
+                 const std::function<std::unique_ptr<Multiplexer>()>& make_multiplexer);
+
+}  // namespace polyecho
