@@ -99,6 +99,7 @@ FiberScheduler::Wake FiberScheduler::park(std::chrono::milliseconds timeout) {
 
 FiberScheduler::Wake FiberScheduler::wait(int fd, std::uint32_t interest,
                                           std::chrono::milliseconds timeout) {
+  loop_thread_.check("FiberScheduler::wait");
   Task& task = *current_;
   if (task.cancelled) return Wake::cancelled;
   if (input_cut_ && task.kind == Kind::connection && (interest & kReadable) != 0)
@@ -146,6 +147,7 @@ void FiberScheduler::unwatch(Task& task) {
 }
 
 void FiberScheduler::run() {
+  loop_thread_.bind_here();
   while (!timed_.empty() || !untimed_.empty()) {
     multiplexer_->wait(ready_, starting_.empty() ? next_timeout_ms() : 0);
     // Connections before services: a connection that ends frees its descriptor before the

@@ -13,6 +13,7 @@
 #include "fiber/fiber_stack.hpp"
 #include "fiber/sanitizer_fiber.hpp"
 #include "lifecycle/drain_timeline.hpp"
+#include "lifecycle/thread_affinity.hpp"
 #include "poller/multiplexer.hpp"
 #include "polyecho/unique_fd.hpp"
 
@@ -110,7 +111,8 @@ class FiberScheduler {
   std::vector<Task*> by_fd_;     // fd -> the fiber waiting on it (or null); grows
   std::vector<ReadyEvent> ready_;
   Task* current_ = nullptr;
-  bool input_cut_ = false;  // the drain reached `flushing`: read waits return input_cut
+  bool input_cut_ = false;      // the drain reached `flushing`: read waits return input_cut
+  ThreadAffinity loop_thread_;  // bound in run(); spawn() may run on the builder before that
   // The loop thread's own stack, for ASan's switch hooks (learned on the first switch).
   const void* thread_stack_bottom_ = nullptr;
   std::size_t thread_stack_size_ = 0;
@@ -135,6 +137,7 @@ class WatchedFd {
 template <typename Body>
 void FiberScheduler::spawn(Kind kind, Body&& body) {
   static_assert(!std::is_lvalue_reference_v<Body>, "spawn takes the body by move");
+  loop_thread_.check("FiberScheduler::spawn");
   Task& task = new_task(kind);
   try {
     task.stack = stacks_.allocate();

@@ -38,6 +38,7 @@ Reactor::Reactor(const ServerConfig& config, Stats& stats, Admission& admission,
 }
 
 void Reactor::run() {
+  loop_thread_.bind_here();
   while (!drain_.stopping() || !by_activity_.empty()) {
     multiplexer_->wait(ready_, next_timeout_ms());
     now_ = Clock::now();
@@ -110,6 +111,7 @@ bool Reactor::accept_ready() {
 }
 
 void Reactor::open(unique_fd fd) {
+  loop_thread_.check("Reactor::open");
   auto admitted = admission_.admit(std::move(fd));
   if (!admitted) return;
   const int raw = admitted->fd.get();
@@ -133,6 +135,7 @@ void Reactor::open(unique_fd fd) {
 }
 
 void Reactor::close(EntryList::iterator entry) {
+  loop_thread_.check("Reactor::close");
   const int fd = entry->connection.fd();
   multiplexer_->remove(fd);  // before close(): the multiplexer must never see a dead fd
   by_fd_[static_cast<std::size_t>(fd)] = by_activity_.end();

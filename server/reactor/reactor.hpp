@@ -9,6 +9,7 @@
 #include "lifecycle/admission.hpp"
 #include "lifecycle/backend.hpp"
 #include "lifecycle/drain_timeline.hpp"
+#include "lifecycle/thread_affinity.hpp"
 #include "poller/multiplexer.hpp"
 #include "polyecho/acceptor.hpp"
 #include "reactor/reactor_connection.hpp"
@@ -69,6 +70,7 @@ class Reactor {
   Clock::time_point now_;
   bool progressed_ = false;
   DrainTimeline drain_;
+  ThreadAffinity loop_thread_;  // bound in run(): everything above is touched only there
   bool accept_paused_ = false;
   Clock::time_point accept_resume_{};
 };

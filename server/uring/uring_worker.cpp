@@ -47,6 +47,7 @@ UringWorker::UringWorker(ServerContext& context, unique_fd listener)
 UringWorker::~UringWorker() = default;
 
 void UringWorker::run() {
+  loop_thread_.bind_here();
   now_ = Clock::now();
   io_uring_sqe* stop = ring_.sqe();
   io_uring_prep_poll_add(stop, stop_signal::stop_fd(), POLLIN);
@@ -140,6 +141,7 @@ void UringWorker::on_accept(int result, std::uint32_t flags) {
 }
 
 void UringWorker::admit(unique_fd socket) {
+  loop_thread_.check("UringWorker::admit");
   if (drain_.stopping()) return;  // closing it refuses the client
   auto admitted = context_.admission.admit(std::move(socket));
   if (!admitted) return;

@@ -9,6 +9,7 @@
 #include "lifecycle/admission.hpp"
 #include "lifecycle/backend.hpp"
 #include "lifecycle/drain_timeline.hpp"
+#include "lifecycle/thread_affinity.hpp"
 #include "polyecho/session.hpp"
 #include "uring/buffer_ring.hpp"
 #include "uring/ring.hpp"
@@ -114,6 +115,7 @@ class UringWorker {
   bool timer_armed_ = false;
   bool timer_cancelled_ = false;
   DrainTimeline drain_;
+  ThreadAffinity loop_thread_;  // bound in run(): every member is this thread's alone
   std::optional<Clock::time_point> accept_paused_until_;
   std::uint64_t accept_backoffs_ = 0;  // EMFILE/ENFILE backoffs in the current burst
   __kernel_timespec tick_{};
