@@ -5,9 +5,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <csignal>
 #include <cstdio>
 #include <fstream>
+#include <map>
 #include <memory>
+#include <sstream>
 
 #include "polyecho/socket_ops.hpp"
 #include "support/server_process.hpp"
@@ -34,7 +37,13 @@ CommandResult run_shell(const std::string& command) {
 struct BadFlag {
   std::vector<std::string> args;
   std::string named;
+  std::vector<std::string> offers = {};  // valid values the message must list
 };
+
+// Names the case in test output by its flags (gtest would print the struct's bytes).
+void PrintTo(const BadFlag& flag, std::ostream* out) {
+  for (std::size_t i = 0; i < flag.args.size(); ++i) *out << (i ? " " : "") << flag.args[i];
+}
 
 class ServerRejectsBadFlags : public ::testing::TestWithParam<BadFlag> {};
 
@@ -43,20 +52,114 @@ TEST_P(ServerRejectsBadFlags, WithExitTwoAndAMessageNamingTheFlag) {
   EXPECT_EQ(status, 2);
   EXPECT_NE(error.find(GetParam().named), std::string::npos) << error;
   EXPECT_EQ(std::count(error.begin(), error.end(), '\n'), 1) << "expected one line: " << error;
+  for (const auto& value : GetParam().offers)
+    EXPECT_NE(error.find(value), std::string::npos) << "should offer " << value << ": " << error;
 }
 
-INSTANTIATE_TEST_SUITE_P(Flags, ServerRejectsBadFlags,
-                         ::testing::Values(BadFlag{{"--port", "abc"}, "--port"},
-                                           BadFlag{{"--max-per-ip", "-1"}, "--max-per-ip"},
-                                           BadFlag{{"--max-per-ip", "many"}, "--max-per-ip"},
-                                           BadFlag{{"--port", "70000"}, "--port"},
-                                           BadFlag{{"--backend", "nope"}, "--backend"},
-                                           BadFlag{{"--mode", "weird"}, "--mode"},
-                                           BadFlag{{"--max-connections", "0"}, "--max-connections"},
-                                           BadFlag{{"--idle-timeout", "-1"}, "--idle-timeout"},
-                                           BadFlag{{"--workers", "x"}, "--workers"},
-                                           BadFlag{{"--no-such-flag"}, "--no-such-flag"},
-                                           BadFlag{{"--host", "not a host"}, "--host"}));
+INSTANTIATE_TEST_SUITE_P(
+    CliFlags, ServerRejectsBadFlags,
+    ::testing::Values(
+        BadFlag{{"--port", "abc"}, "--port"}, BadFlag{{"--max-per-ip", "-1"}, "--max-per-ip"},
+        BadFlag{{"--max-per-ip", "many"}, "--max-per-ip"}, BadFlag{{"--port", "70000"}, "--port"},
+        BadFlag{{"--backend", "nope"}, "--backend"}, BadFlag{{"--mode", "weird"}, "--mode"},
+        BadFlag{{"--max-connections", "0"}, "--max-connections"},
+        BadFlag{{"--idle-timeout", "-1"}, "--idle-timeout"},
+        BadFlag{{"--workers", "x"}, "--workers"}, BadFlag{{"--no-such-flag"}, "--no-such-flag"},
+        BadFlag{{"--host", "not a host"}, "--host"},
+        BadFlag{{"--pool-strategy", "lifo"}, "--pool-strategy", {"queue", "accept"}},
+        // The enum's number is not a name.
+        BadFlag{{"--pool-strategy", "1"}, "--pool-strategy"},
+        BadFlag{
+            {"--accept-strategy", "steal"}, "--accept-strategy", {"shared", "reuseport", "fdpass"}},
+        BadFlag{{"--accept-strategy"}, "--accept-strategy"}));
+
+struct Strategy {
+  std::string backend;
+  std::string flag;
+  std::string value;
+};
+
+void PrintTo(const Strategy& s, std::ostream* out) {
+  *out << "--backend " << s.backend << ' ' << s.flag << ' ' << s.value;
+}
+
+class ServerCliAcceptsEveryStrategy : public ::testing::TestWithParam<Strategy> {};
+
+TEST_P(ServerCliAcceptsEveryStrategy, ThenServesAndStopsCleanly) {
+  const Strategy& s = GetParam();
+  auto server = ServerProcess::start({"--backend", s.backend, s.flag, s.value});
+  ASSERT_TRUE(server);
+  EXPECT_NE(server->listening_line().find(s.backend + " listening on"), std::string::npos)
+      << server->listening_line();
+  auto fd = connect_loopback(server->port());
+  ASSERT_TRUE(send_text(fd.get(), s.value));
+  EXPECT_EQ(recv_exact(fd.get(), s.value.size()), s.value);
+  fd.reset();
+  server->signal(SIGTERM);
+  EXPECT_EQ(server->wait_exit(kSafetyTimeout), 0) << server->stderr_text();
+}
+
+INSTANTIATE_TEST_SUITE_P(Values, ServerCliAcceptsEveryStrategy,
+                         ::testing::Values(Strategy{"threadpool", "--pool-strategy", "queue"},
+                                           Strategy{"threadpool", "--pool-strategy", "accept"},
+                                           Strategy{"prefork", "--accept-strategy", "shared"},
+                                           Strategy{"prefork", "--accept-strategy", "reuseport"},
+                                           Strategy{"prefork", "--accept-strategy", "fdpass"}),
+                         [](const auto& test) {
+                           return test.param.backend + "_" + test.param.value;
+                         });
+
+// Maps each long flag in --help to the heading it is listed under. A heading is an unindented
+// line ending in ':'; an option line starts with two spaces and its names ("-h,--help").
+std::map<std::string, std::string> help_sections(const std::string& help) {
+  std::map<std::string, std::string> section_of;
+  std::istringstream lines(help);
+  std::string line, heading;
+  while (std::getline(lines, line)) {
+    if (!line.empty() && line.front() != ' ' && line.back() == ':') {
+      heading = line.substr(0, line.size() - 1);
+    } else if (line.starts_with("  -")) {
+      std::istringstream names(line.substr(2, line.find(' ', 2) - 2));
+      std::string name;
+      while (std::getline(names, name, ',')) {
+        if (name.starts_with("--")) section_of[name] = heading;
+      }
+    }
+  }
+  return section_of;
+}
+
+TEST(ServerCli, HelpListsEachFlagUnderTheModelsItAppliesTo) {
+  const auto help = run_shell(server_binary() + " --help");
+  ASSERT_EQ(help.status, 0);
+  const std::map<std::string, std::vector<std::string>> expected{
+      {"Server",
+       {"--help", "--version", "--list-backends", "--json", "--backend", "--host", "--port",
+        "--backlog", "--user", "--log-level"}},
+      {"Protocol (every model)", {"--mode", "--transform", "--max-line", "--max-buffer"}},
+      {"Limits and lifecycle",
+       {"--max-connections", "--max-per-ip", "--idle-timeout", "--drain-timeout", "--keepalive",
+        "--workers"}},
+      {"Readiness (epoll)", {"--edge-triggered"}},
+      {"Pools (threadpool, prefork)",
+       {"--pool-strategy", "--queue-limit", "--accept-strategy", "--worker-threads"}},
+      {"Fibers (fiber)", {"--stack-size"}},
+      {"Completion (uring)", {"--sqpoll"}},
+  };
+  const auto section_of = help_sections(help.output);
+  std::size_t flags = 0;
+  for (const auto& [heading, names] : expected) {
+    EXPECT_NE(help.output.find("\n" + heading + ":\n"), std::string::npos) << heading;
+    for (const auto& name : names) {
+      ++flags;
+      const auto found = section_of.find(name);
+      ASSERT_NE(found, section_of.end()) << name << " missing from --help:\n" << help.output;
+      EXPECT_EQ(found->second, heading) << name;
+    }
+  }
+  // Nothing left in CLI11's catch-all "Options" group: every flag has a section.
+  EXPECT_EQ(section_of.size(), flags) << help.output;
+}
 
 TEST(ServerCli, PortInUseExitsOneNamingTheAddress) {
   unique_fd taken = make_listener(resolve_endpoint("127.0.0.1", 0), {});

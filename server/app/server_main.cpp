@@ -7,136 +7,16 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
-#include <CLI/CLI.hpp>
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
 #include "app/backend_registry.hpp"
+#include "app/cli.hpp"
 #include "polyecho/stop_signal.hpp"
-
-#ifndef POLYECHO_VERSION
-#define POLYECHO_VERSION "0.0.0"
-#endif
 
 namespace polyecho {
 
 namespace {
-
-struct CommandLine {
-  ServerConfig config;
-  bool list_backends = false;
-  bool json = false;
-};
-
-std::vector<std::string> backend_names() {
-  std::vector<std::string> names;
-  for (const auto& info : BackendRegistry::all()) names.push_back(info.name);
-  return names;
-}
-
-std::chrono::milliseconds to_millis(double seconds) {
-  return std::chrono::milliseconds(static_cast<long long>(seconds * 1000.0 + 0.5));
-}
-
-// Fills `line` from argv. Returns an exit code when the program should stop here.
-std::optional<int> parse_command_line(int argc, char** argv, CommandLine& line) {
-  ServerConfig& c = line.config;
-  CLI::App app{"polyecho-server: a TCP echo server with pluggable concurrency models",
-               "polyecho-server"};
-  app.set_version_flag("--version", std::string("polyecho ") + POLYECHO_VERSION);
-  // Last one wins, as in most Unix tools: wrappers (the container entrypoint, scripts) put
-  // defaults first and let the user's flags override them.
-  app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
-  std::string mode = "raw";
-  std::string transform = "none";
-  double idle_seconds = 0;
-  double drain_seconds = 5;
-
-  app.add_flag("--list-backends", line.list_backends, "List the concurrency models and exit");
-  app.add_flag("--json", line.json, "With --list-backends: print JSON");
-  app.add_option("--backend", c.backend, "Concurrency model (see --list-backends)")
-      ->check(CLI::IsMember(backend_names()));
-  app.add_option("--host", c.host, "Address to bind (IPv4 or IPv6)")->capture_default_str();
-  app.add_option("--port", c.port, "TCP port; 0 picks a free one")->capture_default_str();
-  app.add_option("--backlog", c.backlog, "listen() backlog")
-      ->check(CLI::Range(1, 1 << 20))
-      ->capture_default_str();
-  app.add_option("--mode", mode, "raw: RFC 862 byte echo; line: LF-delimited lines")
-      ->check(CLI::IsMember({"raw", "line"}))
-      ->capture_default_str();
-  app.add_option("--transform", transform, "Line mode: transform echoed lines")
-      ->check(CLI::IsMember({"none", "upper"}))
-      ->capture_default_str();
-  app.add_option("--max-line", c.protocol.max_line, "Line mode: longest line in bytes")
-      ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 30))
-      ->capture_default_str();
-  app.add_option("--max-buffer", c.protocol.max_buffer, "Per-connection cap on buffered bytes")
-      ->check(CLI::Range(std::size_t{1024}, std::size_t{1} << 30))
-      ->capture_default_str();
-  app.add_option("--max-connections", c.max_connections,
-                 "Connections served at once; extras are closed")
-      ->check(CLI::Range(std::size_t{1}, std::size_t{10'000'000}))
-      ->capture_default_str();
-  app.add_option("--max-per-ip", c.max_per_ip,
-                 "Connections one client address may hold at once, across all workers (0 = no "
-                 "limit)")
-      ->check(CLI::Range(std::size_t{0}, std::size_t{1} << 30))
-      ->capture_default_str();
-  app.add_option("--idle-timeout", idle_seconds,
-                 "Close a connection idle this many seconds (0 = off)")
-      ->check(CLI::Range(0.0, 86400.0))
-      ->capture_default_str();
-  app.add_option("--drain-timeout", drain_seconds,
-                 "On SIGINT/SIGTERM, seconds to let connections finish")
-      ->check(CLI::Range(0.0, 3600.0))
-      ->capture_default_str();
-  app.add_option("--keepalive", c.keepalive_seconds, "TCP keepalive idle seconds (0 = off)")
-      ->check(CLI::Range(0, 86400))
-      ->capture_default_str();
-  app.add_option("--workers", c.workers,
-                 "Threads, processes or loops for models that have them (0 = model default)")
-      ->check(CLI::Range(0u, 4096u))
-      ->capture_default_str();
-  app.add_option("--user", c.user, "Drop privileges to this user after binding");
-  app.add_flag("--edge-triggered", c.edge_triggered, "epoll: use EPOLLET");
-  app.add_option("--pool-strategy", c.pool_strategy, "threadpool: queue | accept")
-      ->check(CLI::IsMember({"queue", "accept"}))
-      ->capture_default_str();
-  app.add_option("--queue-limit", c.queue_limit, "Pooled models: bound of the hand-off queue")
-      ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 20))
-      ->capture_default_str();
-  app.add_option("--accept-strategy", c.accept_strategy, "prefork: shared | reuseport | fdpass")
-      ->check(CLI::IsMember({"shared", "reuseport", "fdpass"}))
-      ->capture_default_str();
-  app.add_option("--worker-threads", c.worker_threads, "prefork: threads per worker process")
-      ->check(CLI::Range(1u, 1024u))
-      ->capture_default_str();
-  app.add_option("--stack-size", c.stack_size, "fiber: stack bytes per connection")
-      ->check(CLI::Range(std::size_t{16} * 1024, std::size_t{64} * 1024 * 1024))
-      ->capture_default_str();
-  app.add_flag("--sqpoll", c.sqpoll, "uring: kernel-side submission polling");
-  app.add_option("--log-level", c.log_level, "trace|debug|info|warn|error|off")
-      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}))
-      ->capture_default_str();
-
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::CallForHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::CallForAllHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::CallForVersion& e) {
-    return app.exit(e);
-  } catch (const CLI::ParseError& e) {
-    fmt::print(stderr, "polyecho-server: error: {} (see --help)\n", e.what());
-    return 2;
-  }
-  c.protocol.mode = *parse_mode(mode);
-  c.protocol.transform = *parse_transform(transform);
-  c.idle_timeout = to_millis(idle_seconds);
-  c.drain_timeout = to_millis(drain_seconds);
-  return std::nullopt;
-}
 
 void print_backends(bool json) {
   if (json) {

@@ -34,13 +34,14 @@ class PreforkBackend final : public Backend {
   explicit PreforkBackend(const ServerConfig& config) : config_(config) {}
 
   void adjust_listener(ListenerOptions& options) const override {
-    options.reuse_port = config_.accept_strategy == "reuseport";
+    options.reuse_port = config_.accept_strategy == AcceptStrategy::reuseport;
   }
 
   int run(ServerContext& context) override {
     const unsigned workers = pool_size(context.config, 1);
-    return context.config.accept_strategy == "fdpass" ? run_fdpass(context, workers)
-                                                      : run_accepting(context, workers);
+    return context.config.accept_strategy == AcceptStrategy::fdpass
+               ? run_fdpass(context, workers)
+               : run_accepting(context, workers);
   }
 
  private:
@@ -50,7 +51,7 @@ class PreforkBackend final : public Backend {
     WorkerProcesses::Hooks hooks;
     hooks.run = [&](unsigned slot) {
       unique_fd own_listener;
-      if (context.config.accept_strategy == "reuseport" && slot > 0) {
+      if (context.config.accept_strategy == AcceptStrategy::reuseport && slot > 0) {
         try {
           own_listener =
               make_listener(context.bound, {.backlog = context.config.backlog, .reuse_port = true});

@@ -25,7 +25,7 @@ class ThreadPoolBackend final : public Backend {
   int run(ServerContext& context) override {
     const PoolContext pool{context.config, context.stats, context.admission, active_};
     const unsigned workers = pool_size(context.config, 2);
-    if (context.config.pool_strategy == "accept") {
+    if (context.config.pool_strategy == PoolStrategy::accept) {
       const int listener = context.listener.get();
       WorkerThreads threads(workers, [&](unsigned) { accept_and_serve(listener, pool); });
       wait_for_stop();

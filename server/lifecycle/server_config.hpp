@@ -9,8 +9,22 @@
 
 namespace polyecho {
 
-// Every knob of polyecho-server, filled once by the CLI (server/cli.cpp) and read-only after.
-// Model-specific knobs live here too so that a backend file never parses flags itself.
+// threadpool (--pool-strategy): how accepted connections reach the pool threads.
+enum class PoolStrategy {
+  queue,   // the main thread accepts into a bounded queue; an idle thread pops and serves
+  accept,  // every pool thread accepts on the shared listener itself
+};
+
+// prefork (--accept-strategy): how connections reach the worker processes.
+enum class AcceptStrategy {
+  shared,     // every worker accepts on the listener it inherited
+  reuseport,  // each worker has its own SO_REUSEPORT listener; the kernel spreads connections
+  fdpass,     // only the master accepts, and passes each connection to an idle worker
+};
+
+// Every knob of polyecho-server, filled once by the CLI (server/app/cli.cpp) and read-only
+// after. Model-specific knobs live here too so that a backend file never parses flags itself;
+// choices arrive as enums, already validated, so a backend never compares strings.
 struct ServerConfig {
   std::string backend;  // empty: the registry's preferred default
   std::string host = "127.0.0.1";
@@ -29,10 +43,10 @@ struct ServerConfig {
   // Readiness models (reactor issue).
   bool edge_triggered = false;
   // Pooled models.
-  std::string pool_strategy = "queue";     // threadpool: queue | accept
-  std::size_t queue_limit = 1024;          // threadpool queue / prefork fdpass queue
-  std::string accept_strategy = "shared";  // prefork: shared | reuseport | fdpass
-  unsigned worker_threads = 1;             // prefork: threads per worker process
+  PoolStrategy pool_strategy = PoolStrategy::queue;  // threadpool
+  std::size_t queue_limit = 1024;                    // threadpool queue / prefork fdpass queue
+  AcceptStrategy accept_strategy = AcceptStrategy::shared;  // prefork
+  unsigned worker_threads = 1;                              // prefork: threads per worker process
   // Stackful fibers.
   std::size_t stack_size = 64 * 1024;
   // io_uring.

@@ -1,0 +1,193 @@
+// The command line of polyecho-server: each flag, its check, and its --help section.
+#include "app/cli.hpp"
+
+#include <fmt/format.h>
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "app/backend_registry.hpp"
+
+#ifndef POLYECHO_VERSION
+#define POLYECHO_VERSION "0.0.0"
+#endif
+
+namespace polyecho {
+namespace {
+
+std::vector<std::string> backend_names() {
+  std::vector<std::string> names;
+  for (const auto& info : BackendRegistry::all()) names.push_back(info.name);
+  return names;
+}
+
+// From the registry rather than written out, so the list matches what this build has.
+std::string models_with_workers() {
+  std::vector<std::string> names;
+  for (const auto& info : BackendRegistry::all()) {
+    if (info.uses_workers) names.push_back(info.name);
+  }
+  return fmt::format("{}", fmt::join(names, ", "));
+}
+
+std::chrono::milliseconds to_millis(double seconds) {
+  return std::chrono::milliseconds(static_cast<long long>(seconds * 1000.0 + 0.5));
+}
+
+// Options added after this call are listed under `heading` in --help. Option::group, not
+// App::add_option_group: CLI11 2.1 prints an option group as a nested "[Option Group: ...]"
+// block with an "Options:" heading of its own, while Option::group gives each section one
+// plain heading and keeps every flag on the one App.
+void start_section(CLI::App& app, const std::string& heading) {
+  app.option_defaults()->group(heading);
+}
+
+// A flag's valid names, in the order --help lists them, each with the value it stands for.
+template <typename Enum>
+using Choices = std::vector<std::pair<std::string, Enum>>;
+
+// A flag that takes one of `choices` by name and stores its enumerator in `target`. IsMember
+// rejects any other name (its error lists the valid ones) before the callback runs, so the
+// lookup there always finds one. --help shows the name of `target`'s initial value as default.
+template <typename Enum>
+CLI::Option* add_choice(CLI::App& app, const std::string& flag, Enum& target,
+                        const Choices<Enum>& choices, const std::string& description) {
+  const auto store = [&target, choices](const std::string& name) {
+    target = std::find_if(choices.begin(), choices.end(), [&](const auto& choice) {
+               return choice.first == name;
+             })->second;
+  };
+  const auto initial = std::find_if(choices.begin(), choices.end(),
+                                    [&](const auto& choice) { return choice.second == target; });
+  return app.add_option_function<std::string>(flag, store, description)
+      ->check(CLI::IsMember(choices))
+      ->default_str(initial->first);
+}
+
+}  // namespace
+
+std::optional<int> parse_command_line(int argc, char** argv, CommandLine& line) {
+  ServerConfig& c = line.config;
+  CLI::App app{"polyecho-server: a TCP echo server with pluggable concurrency models",
+               "polyecho-server"};
+  // Last one wins, as in most Unix tools: wrappers (the container entrypoint, scripts) put
+  // defaults first and let the user's flags override them.
+  app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+  std::string mode = "raw";
+  std::string transform = "none";
+  double idle_seconds = 0;
+  double drain_seconds = 5;
+
+  start_section(app, "Server");
+  app.get_help_ptr()->group("Server");
+  app.set_version_flag("--version", std::string("polyecho ") + POLYECHO_VERSION);
+  app.add_flag("--list-backends", line.list_backends, "List the concurrency models and exit");
+  app.add_flag("--json", line.json, "With --list-backends: print JSON");
+  app.add_option("--backend", c.backend, "Concurrency model (see --list-backends)")
+      ->check(CLI::IsMember(backend_names()));
+  app.add_option("--host", c.host, "Address to bind (IPv4 or IPv6)")->capture_default_str();
+  app.add_option("--port", c.port, "TCP port; 0 picks a free one")->capture_default_str();
+  app.add_option("--backlog", c.backlog, "listen() backlog")
+      ->check(CLI::Range(1, 1 << 20))
+      ->capture_default_str();
+  app.add_option("--user", c.user, "Drop privileges to this user after binding");
+  app.add_option("--log-level", c.log_level, "trace|debug|info|warn|error|off")
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}))
+      ->capture_default_str();
+
+  start_section(app, "Protocol (every model)");
+  app.add_option("--mode", mode, "raw: RFC 862 byte echo; line: LF-delimited lines")
+      ->check(CLI::IsMember({"raw", "line"}))
+      ->capture_default_str();
+  app.add_option("--transform", transform, "Line mode: transform echoed lines")
+      ->check(CLI::IsMember({"none", "upper"}))
+      ->capture_default_str();
+  app.add_option("--max-line", c.protocol.max_line, "Line mode: longest line in bytes")
+      ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 30))
+      ->capture_default_str();
+  app.add_option("--max-buffer", c.protocol.max_buffer, "Per-connection cap on buffered bytes")
+      ->check(CLI::Range(std::size_t{1024}, std::size_t{1} << 30))
+      ->capture_default_str();
+
+  start_section(app, "Limits and lifecycle");
+  app.add_option("--max-connections", c.max_connections,
+                 "Connections served at once; extras are closed")
+      ->check(CLI::Range(std::size_t{1}, std::size_t{10'000'000}))
+      ->capture_default_str();
+  app.add_option("--max-per-ip", c.max_per_ip,
+                 "Connections one client address may hold at once, across all workers (0 = no "
+                 "limit)")
+      ->check(CLI::Range(std::size_t{0}, std::size_t{1} << 30))
+      ->capture_default_str();
+  app.add_option("--idle-timeout", idle_seconds,
+                 "Close a connection idle this many seconds (0 = off)")
+      ->check(CLI::Range(0.0, 86400.0))
+      ->capture_default_str();
+  app.add_option("--drain-timeout", drain_seconds,
+                 "On SIGINT/SIGTERM, seconds to let connections finish")
+      ->check(CLI::Range(0.0, 3600.0))
+      ->capture_default_str();
+  app.add_option("--keepalive", c.keepalive_seconds, "TCP keepalive idle seconds (0 = off)")
+      ->check(CLI::Range(0, 86400))
+      ->capture_default_str();
+  app.add_option("--workers", c.workers,
+                 models_with_workers() + ": threads, processes or loops (0 = model default)")
+      ->check(CLI::Range(0u, 4096u))
+      ->capture_default_str();
+
+  start_section(app, "Readiness (epoll)");
+  app.add_flag("--edge-triggered", c.edge_triggered, "epoll: edge-triggered readiness (EPOLLET)");
+
+  start_section(app, "Pools (threadpool, prefork)");
+  add_choice(app, "--pool-strategy", c.pool_strategy,
+             {{"queue", PoolStrategy::queue}, {"accept", PoolStrategy::accept}},
+             "threadpool: how connections reach the threads: a queue the main thread accepts "
+             "into, or every thread accepts");
+  app.add_option("--queue-limit", c.queue_limit,
+                 "threadpool queue, prefork fdpass: connections that may wait for a free thread "
+                 "or worker")
+      ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 20))
+      ->capture_default_str();
+  add_choice(app, "--accept-strategy", c.accept_strategy,
+             {{"shared", AcceptStrategy::shared},
+              {"reuseport", AcceptStrategy::reuseport},
+              {"fdpass", AcceptStrategy::fdpass}},
+             "prefork: how connections reach the workers: one shared listener, an SO_REUSEPORT "
+             "listener each, or passed over a Unix socket by the accepting master");
+  app.add_option("--worker-threads", c.worker_threads, "prefork: threads per worker process")
+      ->check(CLI::Range(1u, 1024u))
+      ->capture_default_str();
+
+  start_section(app, "Fibers (fiber)");
+  app.add_option("--stack-size", c.stack_size, "fiber: stack bytes per connection")
+      ->check(CLI::Range(std::size_t{16} * 1024, std::size_t{64} * 1024 * 1024))
+      ->capture_default_str();
+
+  start_section(app, "Completion (uring)");
+  app.add_flag("--sqpoll", c.sqpoll, "uring: kernel-side submission polling");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    fmt::print(stderr, "polyecho-server: error: {} (see --help)\n", e.what());
+    return 2;
+  }
+  c.protocol.mode = *parse_mode(mode);
+  c.protocol.transform = *parse_transform(transform);
+  c.idle_timeout = to_millis(idle_seconds);
+  c.drain_timeout = to_millis(drain_seconds);
+  return std::nullopt;
+}
+
+}  // namespace polyecho
