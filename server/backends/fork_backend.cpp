@@ -4,16 +4,14 @@
 //
 // Processes: the parent only accepts, counts and reaps; it closes its copy of every
 // connection. Children add their byte counts to the shared Stats mapping before exiting.
-// SIGCHLD wakes the accept loop through stop_signal::child_fd(); reaping loops on
-// waitpid(WNOHANG) because several exits can arrive as one signal.
+// Forking, reaping (SIGCHLD wakes the accept loop through stop_signal::child_fd()) and the
+// stop are the shared child-process lifecycle (ChildProcesses); this file only keeps each
+// child's admission ticket until it is reaped and decides which deaths count as errors.
 // Stop: the parent stops accepting, waits up to --drain-timeout for children to finish, then
-// SIGTERMs the rest (SIGKILL if they linger) and reaps every one: no zombie, no orphan.
+// SIGTERMs the rest (SIGKILL a second later) and reaps every one: no zombie, no orphan.
 // Children also get PR_SET_PDEATHSIG so they die if the parent is killed outright.
-#include <poll.h>
 #include <spdlog/spdlog.h>
-#include <sys/prctl.h>
 #include <sys/wait.h>
-#include <unistd.h>
 
 #include <cerrno>
 #include <csignal>
@@ -23,101 +21,58 @@
 #include "app/backend_registry.hpp"
 #include "blocking/accept_loop.hpp"
 #include "blocking/blocking_connection.hpp"
+#include "lifecycle/child_processes.hpp"
 #include "polyecho/stop_signal.hpp"
 
 namespace polyecho {
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
 class ForkBackend final : public Backend {
  public:
   int run(ServerContext& context) override {
-    stop_signal::watch_children();
-    const pid_t parent = ::getpid();
+    // Each live child's admission ticket, by pid: given back (the active slot and the
+    // --max-per-ip place) when the child is reaped. Declared first, so it outlives `children`.
+    std::unordered_map<pid_t, AdmissionTicket> tickets;
+    // SIGTERM on the parent's death: the child stops reading, echoes what it received, exits.
+    ChildProcesses children({.parent_death_signal = SIGTERM, .name = "connection child"},
+                            [&](const ChildExit& exit) {
+                              on_exit(context.stats, exit);
+                              tickets.erase(exit.pid);
+                            });
     BlockingAcceptLoop loop(context);
-    loop.watch_extra(stop_signal::child_fd(), [&] { reap(context.stats); });
-    loop.run([&](unique_fd connection) { spawn(context, parent, std::move(connection)); });
-    drain(context);
+    loop.watch_extra(stop_signal::child_fd(), [&] { children.reap(); });
+    loop.run([&](unique_fd connection) {
+      auto admitted = context.admission.admit(std::move(connection));
+      if (!admitted) return;
+      const pid_t pid = children.spawn([&] {
+        context.listener.reset();
+        admitted->ticket.leave_to_parent();  // the parent gives it back when it reaps this child
+        // SIGTERM from the parent (at its drain deadline) interrupts the recv: the child stops
+        // reading, echoes what it already received and exits.
+        serve_blocking(admitted->fd.get(), context.config, context.stats,
+                       {.on_interrupt = BlockingServeOptions::OnStop::cut});
+        return 0;
+      });
+      if (pid < 0) {
+        spdlog::warn("fork: {}; refusing the connection", std::strerror(errno));
+        admitted->ticket.refuse(std::move(admitted->fd));
+        return;
+      }
+      tickets.emplace(pid, std::move(admitted->ticket));
+    });  // our copy of each connection closes as soon as its child has it
+    const auto term_at = ChildProcesses::Clock::now() + context.config.drain_timeout;
+    children.stop(term_at, term_at + ChildProcesses::kKillGrace);
     return 0;
   }
 
  private:
-  void spawn(ServerContext& context, pid_t parent, unique_fd connection) {
-    auto admitted = context.admission.admit(std::move(connection));
-    if (!admitted) return;
-    const pid_t pid = ::fork();
-    if (pid < 0) {
-      spdlog::warn("fork: {}; refusing the connection", std::strerror(errno));
-      admitted->ticket.refuse(std::move(admitted->fd));
-      return;
-    }
-    if (pid == 0) {
-      // SIGTERM from the parent (at its drain deadline) interrupts the child's recv: it stops
-      // reading, echoes what it already received and exits. Ctrl-C reaches the whole process
-      // group, but the parent runs the drain, so the child ignores SIGINT.
-      stop_signal::reinstall_in_child();
-      ::signal(SIGINT, SIG_IGN);
-      ::prctl(PR_SET_PDEATHSIG, SIGTERM);
-      if (::getppid() != parent) ::_exit(0);  // the parent died before prctl took effect
-      context.listener.reset();
-      admitted->ticket.leave_to_parent();  // the parent gives it back when it reaps this child
-      int status = 0;
-      try {
-        serve_blocking(admitted->fd.get(), context.config, context.stats,
-                       {.on_interrupt = BlockingServeOptions::OnStop::cut});
-      } catch (const std::exception& e) {
-        spdlog::error("connection child: {}", e.what());
-        status = 1;
-      }
-      // _exit, never a return or an exception out of here: the parent's objects (its leases
-      // among them), atexit handlers and static destructors are not ours to run.
-      ::_exit(status);
-    }
-    children_.emplace(pid, std::move(admitted->ticket));  // given back when the child is reaped
-  }  // our copy of the connection closes here; the child has its own
-
-  void reap(Stats& stats) {
-    stop_signal::clear_child_fd();
-    int status = 0;
-    pid_t pid;
-    while ((pid = ::waitpid(-1, &status, WNOHANG)) > 0) {
-      if (children_.erase(pid) == 0) continue;
-      if (WIFSIGNALED(status) && WTERMSIG(status) != SIGTERM) {
-        stats.errors.fetch_add(1, std::memory_order_relaxed);
-        spdlog::warn("connection child {} died from signal {}", pid, WTERMSIG(status));
-      }
-    }
+  // SIGTERM is the stop's (or an operator's) and the SIGKILL at the stop's last deadline is
+  // the stop's too: any other signal means the child died before finishing its connection.
+  static void on_exit(Stats& stats, const ChildExit& exit) {
+    if (!WIFSIGNALED(exit.status) || WTERMSIG(exit.status) == SIGTERM || exit.killed) return;
+    stats.errors.fetch_add(1, std::memory_order_relaxed);
+    spdlog::warn("connection child {} died from signal {}", exit.pid, WTERMSIG(exit.status));
   }
-
-  // Waits for the children (woken by SIGCHLD) until `deadline`; true when none is left.
-  bool wait_children(Stats& stats, Clock::time_point deadline) {
-    while (!children_.empty()) {
-      const auto left =
-          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
-      if (left.count() <= 0) return false;
-      pollfd fd{stop_signal::child_fd(), POLLIN, 0};
-      ::poll(&fd, 1, static_cast<int>(left.count()) + 1);
-      reap(stats);
-    }
-    return true;
-  }
-
-  void drain(ServerContext& context) {
-    if (wait_children(context.stats, Clock::now() + context.config.drain_timeout)) return;
-    for (const auto& [pid, ticket] : children_) ::kill(pid, SIGTERM);
-    if (wait_children(context.stats, Clock::now() + std::chrono::seconds(1))) return;
-    for (const auto& [pid, ticket] : children_) ::kill(pid, SIGKILL);
-    // SIGKILL cannot be ignored, so blocking waits here end promptly.
-    for (const auto& [pid, ticket] : children_) {
-      while (::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
-      }
-    }
-    children_.clear();
-  }
-
-  // Live children and their connections' admission tickets; parent's accept thread only.
-  std::unordered_map<pid_t, AdmissionTicket> children_;
 };
 
 const BackendRegistrar kRegistrar{BackendInfo{

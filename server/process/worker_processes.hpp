@@ -8,6 +8,7 @@
 #include <functional>
 #include <vector>
 
+#include "lifecycle/child_processes.hpp"
 #include "lifecycle/peer_limit.hpp"
 #include "polyecho/stats.hpp"
 
@@ -15,13 +16,15 @@ namespace polyecho {
 
 // A small supervisor for preforked workers (master side): forks `count` workers before any
 // connection, reaps the ones that die and forks a replacement in the same slot, and stops
-// them all on shutdown. Owns its children: the destructor SIGKILLs and reaps any left.
+// them all on shutdown. The forking, reaping and killing are the shared child-process
+// lifecycle (ChildProcesses, which owns the processes: none outlives this object); the policy
+// is this class's: slots, respawning, and the accounting of what a dead worker held.
 // Master thread only; the master must be single-threaded when it forks.
 //
 // Each worker starts with a fresh stop_signal (SIGTERM from the master starts its drain),
 // ignores SIGINT (a terminal's Ctrl-C reaches the whole group; the master relays it as
-// SIGTERM) and dies with the master (PR_SET_PDEATHSIG, plus a getppid() check for a master
-// that died before prctl took effect).
+// SIGTERM) and dies with the master (PR_SET_PDEATHSIG SIGKILL, plus a getppid() check for a
+// master that died before prctl took effect).
 class WorkerProcesses {
  public:
   struct Hooks {
@@ -56,9 +59,7 @@ class WorkerProcesses {
 
  private:
   void spawn(unsigned slot);
-  void on_exited(unsigned slot, int status);
-  bool wait_until(std::chrono::steady_clock::time_point deadline);
-  [[nodiscard]] bool any_alive() const;
+  void on_exited(const ChildExit& exit);
 
   Hooks hooks_;
   Stats& stats_;
@@ -66,6 +67,7 @@ class WorkerProcesses {
   std::vector<pid_t> pids_;          // by slot; 0 when the slot is empty
   std::atomic<std::int64_t>* held_;  // MAP_SHARED array, one per slot
   bool stopping_ = false;
+  ChildProcesses children_;  // last: its workers are killed and reaped before the rest goes
 };
 
 }  // namespace polyecho
