@@ -3,52 +3,20 @@
 #include "lifecycle/peer_limit.hpp"
 
 #include <gtest/gtest.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <vector>
 
-#include "polyecho/endpoint.hpp"
-#include "polyecho/socket_ops.hpp"
+#include "support/peer_address.hpp"
 #include "support/test_socket.hpp"
 
 namespace polyecho::test {
 namespace {
 
-PeerAddress ipv4(std::uint8_t a, std::uint8_t b, std::uint8_t c, std::uint8_t d) {
-  PeerAddress address;
-  address.bytes[10] = address.bytes[11] = 0xff;
-  address.bytes[12] = a;
-  address.bytes[13] = b;
-  address.bytes[14] = c;
-  address.bytes[15] = d;
-  return address;
-}
-
-// A listener and the server ends of connections made to it, as a model would accept them.
-class Loopback {
- public:
-  Loopback() : listener_(make_listener(resolve_endpoint("127.0.0.1", 0), {})) {
-    port_ = local_endpoint(listener_.get()).port();
-  }
-  // The accepted end of a connection from `source`.
-  unique_fd accept_from(const char* source) {
-    clients_.push_back(connect_loopback_from(port_, source));
-    unique_fd accepted(::accept4(listener_.get(), nullptr, nullptr, SOCK_CLOEXEC));
-    EXPECT_TRUE(accepted);
-    return accepted;
-  }
-
- private:
-  unique_fd listener_;
-  std::uint16_t port_ = 0;
-  std::vector<unique_fd> clients_;
-};
-
 TEST(PeerLimit, OffAdmitsEverythingAndCountsNothing) {
   PeerLimit limit(0, 100);
-  Loopback net;
+  LoopbackListener net;
   EXPECT_FALSE(limit.enabled());
   std::vector<PeerLease> leases;
   for (int i = 0; i < 5; ++i) {
@@ -61,7 +29,7 @@ TEST(PeerLimit, OffAdmitsEverythingAndCountsNothing) {
 
 TEST(PeerLimit, CountsPerAddressAndGivesPlacesBack) {
   PeerLimit limit(2, 100);
-  Loopback net;
+  LoopbackListener net;
   const auto one = ipv4(127, 0, 0, 1);
   const auto two = ipv4(127, 0, 0, 2);
   auto a = limit.admit(net.accept_from("127.0.0.1").get());
@@ -86,7 +54,7 @@ TEST(PeerLimit, ManyAddressesComeAndGoWithoutLosingCount) {
   // Addresses colliding in the table and leaving in any order exercise the deletion.
   PeerLimit limit(1, 10);  // the smallest table: 1024 slots
   std::vector<std::optional<PeerLease>> leases;
-  Loopback net;
+  LoopbackListener net;
   for (int i = 1; i <= 200; ++i) {
     const std::string source = "127.0.1." + std::to_string(i);
     leases.push_back(limit.admit(net.accept_from(source.c_str()).get()));
@@ -105,7 +73,7 @@ TEST(PeerLimit, ManyAddressesComeAndGoWithoutLosingCount) {
 
 TEST(PeerLimit, MasterDropsTheDeadWorkersPlacesAndOnlyThose) {
   PeerLimit limit(3, 100);
-  Loopback net;
+  LoopbackListener net;
   const auto one = ipv4(127, 0, 0, 1);
   auto own = limit.admit(net.accept_from("127.0.0.1").get());  // the master's (owner 0)
   ASSERT_TRUE(own);

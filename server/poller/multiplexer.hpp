@@ -28,14 +28,15 @@ struct ReadyEvent {
 // {fd, events}. A multiplexer knows nothing about protocols, buffers or connections.
 //
 // Does not own the fds it watches: the caller removes an fd before closing it.
-// Not thread-safe: one multiplexer per loop thread (the epoll one is reused by the fiber
-// scheduler, which also runs on one thread).
+// Not thread-safe: one multiplexer per loop thread (the fiber scheduler, which reuses one,
+// also runs on one thread).
 class Multiplexer {
  public:
   virtual ~Multiplexer() = default;
 
-  // False when this multiplexer cannot watch `fd` at all (select: fd >= FD_SETSIZE); the
-  // caller must then refuse the connection. Setup failures of the kernel object throw.
+  // False when this multiplexer cannot watch `fd` at all (a hard ceiling on fd numbers, which
+  // its file explains); the caller must then refuse the connection. Setup failures of the
+  // kernel object throw.
   [[nodiscard]] virtual bool add(int fd, std::uint32_t interest) = 0;
   virtual void modify(int fd, std::uint32_t interest) = 0;
   virtual void remove(int fd) = 0;
@@ -43,7 +44,9 @@ class Multiplexer {
   // (-1: no limit). EINTR returns an empty list. Reuses `ready`'s capacity.
   virtual void wait(std::vector<ReadyEvent>& ready, int timeout_ms) = 0;
   // Called by the loop after dispatching a batch: `progressed` tells whether any event moved
-  // bytes or accepted a connection. Only the kernel-less `nbpoll` poller uses it (back-off).
+  // bytes or accepted a connection. A multiplexer whose reports are guesses (it names fds that
+  // may not be ready and lets EAGAIN answer) learns here whether the last batch was worth it,
+  // e.g. to pace its next wait(); one that reports what the kernel says ignores it.
   virtual void after_dispatch(bool progressed) { (void)progressed; }
   // With edge-triggered readiness, handlers must read/accept until EAGAIN.
   [[nodiscard]] virtual bool edge_triggered() const noexcept { return false; }
@@ -57,7 +60,7 @@ class Multiplexer {
 // Throws std::system_error naming epoll_create1 when epoll is unavailable.
 [[nodiscard]] std::unique_ptr<Multiplexer> make_epoll_poller(bool edge_triggered);
 // Asks the kernel nothing: reports every watched fd as ready for what it asked and lets the
-// non-blocking syscalls answer EAGAIN. Sleeps with a growing back-off after a fruitless pass.
+// non-blocking syscalls answer EAGAIN. Paces itself through after_dispatch() (its file says how).
 [[nodiscard]] std::unique_ptr<Multiplexer> make_spin_poller();
 // Signal-driven IO (O_ASYNC + F_SETSIG, realtime signals dequeued with sigtimedwait), edge-like.
 // Directs signals to the constructing thread, which must be the one that waits.

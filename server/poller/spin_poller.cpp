@@ -2,11 +2,12 @@
 // watched fd is reported ready for whatever it asked for, and the non-blocking recv/send/accept
 // answer EAGAIN when that was a guess. That makes each pass cost one syscall per watched fd.
 //
-// The CPU/latency trade-off: a pass that moved nothing means the clients are quiet, so the
-// next pass is delayed by a back-off that doubles from kMinBackoff to kMaxBackoff; any
-// progress resets it. Idle, the loop wakes every kMaxBackoff (a few hundred wakeups a second,
-// far below a core); under load it never sleeps; a client that speaks after a quiet spell
-// waits up to kMaxBackoff for its first byte to be noticed.
+// The CPU/latency trade-off: a pass that moved nothing (the loop says so through
+// after_dispatch()) means the clients are quiet, so the next pass is delayed by a back-off that
+// doubles from kMinBackoff to kMaxBackoff; any progress resets it. Idle, the loop wakes every
+// kMaxBackoff (a few hundred wakeups a second, far below a core); under load it never sleeps;
+// a client that speaks after a quiet spell waits up to kMaxBackoff for its first byte to be
+// noticed.
 #include <time.h>
 
 #include <algorithm>

@@ -44,7 +44,7 @@ void Reactor::run() {
     now_ = Clock::now();
     progressed_ = false;
     for (const ReadyEvent& event : ready_) dispatch(event);
-    multiplexer_->after_dispatch(progressed_);
+    multiplexer_->after_dispatch(progressed_);  // a guessing multiplexer paces itself on it
     // A signal may land while we wait (EINTR, empty list) before the stop fd is reported.
     if (!drain_.stopping() && stop_signal::requested()) begin_stop();
     expire_timers();

@@ -16,8 +16,10 @@
 
 namespace polyecho {
 
-// The one readiness loop behind nbpoll, select, poll and epoll: a multiplexer says which fds
-// are ready, the reactor decides what that means.
+// The one readiness loop behind every model built on the Multiplexer seam: a multiplexer says
+// which fds are ready, the reactor decides what that means. It never asks which multiplexer it
+// has: how they differ reaches it only through add()'s refusal, edge_triggered() and
+// after_dispatch().
 //  - Accepting: on listener readiness, drain the backlog through the shared Acceptor. When
 //    descriptors run out even for its reserve (`exhausted`), stop watching the listener and
 //    look again after kAcceptBackoff, so EMFILE never spins.

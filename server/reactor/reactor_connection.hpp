@@ -14,7 +14,7 @@ namespace polyecho {
 // backpressure. Partial writes, EAGAIN, EINTR, peer reset and half-close are handled here,
 // once, for every readiness model. It owns no loop: whoever learns that the socket is ready
 // (a multiplexer, a signal, a fiber scheduler) calls on_ready() and then watches the returned
-// interest. That is what lets `sigio` reuse it without the reactor.
+// interest.
 //
 // Owns the socket; closes it, and adds its byte counts to Stats, when destroyed. Its admission
 // ticket is kept beside it by the loop. Not thread-safe: one loop thread.
@@ -22,7 +22,7 @@ class ReactorConnection {
  public:
   struct Outcome {
     std::uint32_t interest;  // Readiness bits to watch next; 0: done, destroy the connection
-    bool progressed;         // bytes moved (for idle timers and the nbpoll back-off)
+    bool progressed;         // bytes moved (for idle timers and Multiplexer::after_dispatch)
   };
 
   ReactorConnection(unique_fd fd, const ServerConfig& config, Stats& stats);

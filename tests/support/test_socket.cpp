@@ -37,6 +37,24 @@ unique_fd connect_loopback_from(std::uint16_t port, const char* source) {
   return fd;
 }
 
+LoopbackListener::LoopbackListener()
+    : listener_(make_listener(resolve_endpoint("127.0.0.1", 0), {})),
+      port_(local_endpoint(listener_.get()).port()) {}
+
+LoopbackPair LoopbackListener::connect_from(const char* source) {
+  LoopbackPair pair;
+  pair.client = connect_loopback_from(port_, source);
+  pair.accepted.reset(::accept4(listener_.get(), nullptr, nullptr, SOCK_CLOEXEC));
+  if (!pair.accepted) throw_errno("accept4");
+  return pair;
+}
+
+unique_fd LoopbackListener::accept_from(const char* source) {
+  LoopbackPair pair = connect_from(source);
+  clients_.push_back(std::move(pair.client));
+  return std::move(pair.accepted);
+}
+
 bool send_text(int fd, std::string_view bytes) {
   return send_all(fd, {bytes.data(), bytes.size()}) == 0;
 }

@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "polyecho/unique_fd.hpp"
 
@@ -13,6 +14,28 @@ unique_fd connect_loopback(std::uint16_t port, const char* host = "127.0.0.1");
 // Connects to 127.0.0.1:port from another loopback address (e.g. "127.0.0.2"): a second
 // client address without any network setup.
 unique_fd connect_loopback_from(std::uint16_t port, const char* source);
+
+// Both ends of one loopback TCP connection.
+struct LoopbackPair {
+  unique_fd client;    // blocking, with the suite's safety timeout
+  unique_fd accepted;  // the server's end, as accept4() gives it (blocking, close-on-exec)
+};
+
+// A listener on 127.0.0.1, port 0, and connections made to it as a server would accept them:
+// real TCP, so getpeername() tells each connection's source address.
+class LoopbackListener {
+ public:
+  LoopbackListener();
+  // A connection from `source` (any 127.x.y.z: a second client address without network setup).
+  LoopbackPair connect_from(const char* source = "127.0.0.1");
+  // Only the accepted end; the client end stays open here until the listener is destroyed.
+  unique_fd accept_from(const char* source = "127.0.0.1");
+
+ private:
+  unique_fd listener_;
+  std::uint16_t port_ = 0;
+  std::vector<unique_fd> clients_;
+};
 
 // Sends everything; returns false if the peer failed.
 bool send_text(int fd, std::string_view bytes);
