@@ -25,6 +25,7 @@ struct ClientError : std::runtime_error {
 [[nodiscard]] unique_fd connect_or_explain(const ConnectOptions& options);
 
 int run_interactive(const ConnectOptions& options);
-int run_send(const ConnectOptions& options, const std::vector<std::string>& words);
+// `frame`: length-prefixed frames out and back (see send_command.cpp).
+int run_send(const ConnectOptions& options, const std::vector<std::string>& words, bool frame);
 
 }  // namespace polyecho::client

@@ -19,8 +19,13 @@ int main(int argc, char** argv) {
       ->capture_default_str();
 
   std::vector<std::string> words;
+  bool frame = false;
   auto* send = app.add_subcommand("send", "Send TEXT (or stdin), print the echo, exit 0");
   send->add_option("text", words, "Words to send, joined by spaces and ended with a newline");
+  send->add_flag("--frame", frame,
+                 "Frame mode: TEXT (joined by spaces, no newline) is one frame, or each stdin "
+                 "line (without its newline) is one frame; every echoed frame's payload is "
+                 "printed followed by a newline; a server closing mid-frame is an error");
   const polyecho::bench::BenchCommand bench(app, options);
 
   try {
@@ -34,7 +39,7 @@ int main(int argc, char** argv) {
 
   polyecho::ignore_sigpipe();
   try {
-    if (send->parsed()) return run_send(options, words);
+    if (send->parsed()) return run_send(options, words, frame);
     if (bench.parsed()) return bench.run();
     return run_interactive(options);
   } catch (const std::exception& e) {

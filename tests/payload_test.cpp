@@ -11,7 +11,7 @@ namespace polyecho::bench {
 namespace {
 
 std::string message(const Payload& payload, std::uint32_t conn, std::uint64_t seq) {
-  std::string bytes(payload.size(), '\0');
+  std::string bytes(payload.wire_size(), '\0');
   payload.fill(conn, seq, 0, {bytes.data(), bytes.size()});
   return bytes;
 }
@@ -36,13 +36,29 @@ TEST(Payload, PartialFillsMatchTheWholeMessage) {
   }
 }
 
+TEST(Payload, FramedIsTheSameMessageAfterItsBigEndianLength) {
+  const Payload framed(300, true);
+  EXPECT_EQ(framed.size(), 300u);
+  EXPECT_EQ(framed.wire_size(), 304u);
+  const std::string wire = message(framed, 7, 11);
+  EXPECT_EQ(wire.substr(0, 4), std::string("\x00\x00\x01\x2c", 4));
+  EXPECT_EQ(wire.substr(4), message(Payload(300), 7, 11));
+  for (std::size_t offset = 0; offset < wire.size(); offset += 3) {
+    const std::size_t n = std::min<std::size_t>(5, wire.size() - offset);
+    EXPECT_TRUE(framed.matches(7, 11, offset, {wire.data() + offset, n})) << "offset " << offset;
+  }
+}
+
 TEST(Payload, AnyFlippedByteIsDetected) {
-  const Payload payload(64);
-  const std::string good = message(payload, 3, 42);
-  for (std::size_t i = 0; i < good.size(); ++i) {
-    std::string bad = good;
-    bad[i] = static_cast<char>(bad[i] ^ 0x01);
-    EXPECT_FALSE(payload.matches(3, 42, 0, {bad.data(), bad.size()})) << "byte " << i;
+  for (const bool framed : {false, true}) {
+    const Payload payload(64, framed);
+    const std::string good = message(payload, 3, 42);
+    for (std::size_t i = 0; i < good.size(); ++i) {
+      std::string bad = good;
+      bad[i] = static_cast<char>(bad[i] ^ 0x01);
+      EXPECT_FALSE(payload.matches(3, 42, 0, {bad.data(), bad.size()}))
+          << "byte " << i << (framed ? " framed" : "");
+    }
   }
 }
 
@@ -59,8 +75,11 @@ TEST(Payload, AnotherConnectionsOrMessagesBytesDoNotMatch) {
 
 // Sends a stream of messages through fill_stream/advance in one chunking and checks it with
 // verify_stream in another, as a socket would split it.
-TEST(Payload, StreamRoundTripsInAnyChunking) {
-  const Payload payload(37);
+// Framed or not: the frame header is part of each message's wire bytes.
+class PayloadStream : public ::testing::TestWithParam<bool> {};
+
+TEST_P(PayloadStream, RoundTripsInAnyChunking) {
+  const Payload payload(37, GetParam());
   constexpr std::uint64_t kMessages = 50;
   std::string wire;
   StreamCursor sent;
@@ -72,7 +91,7 @@ TEST(Payload, StreamRoundTripsInAnyChunking) {
     wire.append(scratch, taken);
     advance(payload, sent, taken, [&](std::uint64_t seq) { started.push_back(seq); });
   }
-  ASSERT_EQ(wire.size(), kMessages * payload.size());
+  ASSERT_EQ(wire.size(), kMessages * payload.wire_size());
   ASSERT_EQ(started.size(), kMessages);
   for (std::size_t chunk : {1u, 5u, 37u, 64u, 1000u}) {
     StreamCursor at;
@@ -87,7 +106,7 @@ TEST(Payload, StreamRoundTripsInAnyChunking) {
     EXPECT_EQ(at.offset, 0u);
   }
   std::string corrupted = wire;
-  corrupted[20 * payload.size() + 30] ^= 0x40;
+  corrupted[20 * payload.wire_size() + 30] ^= 0x40;
   StreamCursor at;
   std::uint64_t completed = 0;
   EXPECT_FALSE(verify_stream(payload, 8, at, {corrupted.data(), corrupted.size()},
@@ -95,11 +114,16 @@ TEST(Payload, StreamRoundTripsInAnyChunking) {
   EXPECT_EQ(completed, 20u);
   // Two messages swapped: each header names the wrong sequence number.
   std::string swapped =
-      wire.substr(payload.size(), payload.size()) + wire.substr(0, payload.size());
+      wire.substr(payload.wire_size(), payload.wire_size()) + wire.substr(0, payload.wire_size());
   StreamCursor from_start;
   EXPECT_FALSE(verify_stream(payload, 8, from_start, {swapped.data(), swapped.size()},
                              [](std::uint64_t) {}));
 }
+
+INSTANTIATE_TEST_SUITE_P(Payload, PayloadStream, ::testing::Values(false, true),
+                         [](const auto& param_info) {
+                           return param_info.param ? "framed" : "bare";
+                         });
 
 }  // namespace
 }  // namespace polyecho::bench

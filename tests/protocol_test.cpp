@@ -1,53 +1,16 @@
 // The sans-IO protocol, tested without any socket: bytes in, bytes and intent out.
 #include <gtest/gtest.h>
 
-#include <algorithm>
 #include <cstring>
 #include <string>
 
 #include "polyecho/session.hpp"
+#include "support/session_harness.hpp"
 
 namespace polyecho {
 namespace {
 
-// Plays the transport: copies input into the session in chunks of at most `chunk` bytes,
-// "sends" output as soon as there is any, and stops feeding once the session is closing.
-class Harness {
- public:
-  explicit Harness(ProtocolConfig config) : config_(config), session_(config_) {}
-
-  void feed(std::string_view input, std::size_t chunk = 1 << 30) {
-    while (!input.empty() && !session_.closing()) {
-      auto space = session_.input_space();
-      if (space.empty()) {
-        drain();
-        space = session_.input_space();
-        ASSERT_FALSE(space.empty()) << "no room after draining output";
-      }
-      const std::size_t n = std::min({space.size(), chunk, input.size()});
-      std::memcpy(space.data(), input.data(), n);
-      input.remove_prefix(n);
-      session_.on_received(n);
-      drain();
-    }
-  }
-  void eof() {
-    session_.on_peer_eof();
-    drain();
-  }
-  void drain() {
-    auto out = session_.output();
-    sent_.append(out.data(), out.size());
-    session_.on_sent(out.size());
-  }
-  const std::string& sent() const { return sent_; }
-  Session& session() { return session_; }
-
- private:
-  ProtocolConfig config_;
-  Session session_;
-  std::string sent_;
-};
+using Harness = test::SessionHarness;
 
 ProtocolConfig line_mode(std::size_t max_line = 65536, Transform transform = Transform::none) {
   ProtocolConfig config;
@@ -151,11 +114,13 @@ TEST(LineProtocol, LineAtTheLimitPassesAndOneMoreFails) {
   at_limit.feed("12345678\r\n12345678\n");
   EXPECT_EQ(at_limit.sent(), "12345678\r\n12345678\n");
   EXPECT_FALSE(at_limit.session().closing());
+  EXPECT_EQ(at_limit.session().protocol_error(), "");
 
   Harness over{line_mode(8)};
   over.feed("ok\n123456789\nnext\n");
   EXPECT_EQ(over.sent(), "ok\nerror: line too long (max 8 bytes)\n");
   EXPECT_TRUE(over.session().finished());
+  EXPECT_EQ(over.session().protocol_error(), "line too long (max 8 bytes)");
 }
 
 TEST(LineProtocol, OverlongLineDetectedBeforeItsLfArrives) {

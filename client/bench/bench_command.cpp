@@ -54,6 +54,7 @@ BenchPlan make_plan(const BenchOptions& o, const client::ConnectOptions& connect
                            : BenchMode::closed_loop;
   plan.connections = o.connections;
   plan.size = o.size;
+  plan.frame = o.frame;
   plan.pipeline = o.pipeline;
   plan.messages = o.messages;
   plan.rate = o.rate;
@@ -120,6 +121,9 @@ BenchCommand::BenchCommand(CLI::App& app, const client::ConnectOptions& connect)
                 "Bytes per message (at least 16: connection id, sequence, size)")
       ->check(CLI::Range(std::size_t{16}, std::size_t{64} << 20))
       ->capture_default_str();
+  c->add_flag("--frame", o.frame,
+              "Send each message as one frame (4-byte big-endian length, then --size bytes) and "
+              "verify the echoed frames byte for byte: for a frame-mode server (or a raw one)");
   auto* pipeline = c->add_option("--pipeline,-k", o.pipeline, "Messages in flight per connection")
                        ->check(CLI::Range(1u, 65536u))
                        ->capture_default_str();

@@ -13,6 +13,7 @@ struct BenchOptions {
   double duration = 10;
   std::uint64_t messages = 0;
   std::size_t size = 64;
+  bool frame = false;
   std::uint32_t pipeline = 1;
   double rate = 0;
   double connect_rate = 0;

@@ -23,7 +23,8 @@ struct BenchPlan {
   Endpoint endpoint;
   BenchMode mode = BenchMode::closed_loop;
   std::uint32_t connections = 1;  // total, across threads (reconnect: concurrent slots)
-  std::size_t size = 64;
+  std::size_t size = 64;          // per message; framed, each travels with a 4-byte header too
+  bool frame = false;             // each message is one length-prefixed frame (see Payload)
   std::uint32_t pipeline = 1;
   std::uint64_t messages = 0;  // per connection (reconnect: per slot); 0 = run for the duration
   double rate = 0;             // open loop: total messages per second

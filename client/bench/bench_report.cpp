@@ -50,6 +50,7 @@ nlohmann::json BenchReport::to_json() const {
       {"connections", plan.connections},
       {"threads", plan.threads},
       {"size", plan.size},
+      {"frame", plan.frame},
       {"pipeline", plan.pipeline},
       {"rate", plan.rate},
       {"connect_rate", plan.connect_rate},
@@ -91,9 +92,10 @@ nlohmann::json BenchReport::to_json() const {
 void BenchReport::print_human() const {
   const auto& h = totals.latency;
   const double messages = static_cast<double>(totals.messages);
-  fmt::print("polyecho bench: {}, {} connection{} x {} B, {} thread{}, against {}:{}\n",
+  fmt::print("polyecho bench: {}, {} connection{} x {} B{}, {} thread{}, against {}:{}\n",
              describe_mode(plan), plan.connections, plan.connections == 1 ? "" : "s", plan.size,
-             plan.threads, plan.threads == 1 ? "" : "s", connect.host, connect.port);
+             plan.frame ? " frames" : "", plan.threads, plan.threads == 1 ? "" : "s", connect.host,
+             connect.port);
   fmt::print("  window       {:.2f} s measured (after {:.2f} s warmup)\n", seconds, options.warmup);
   fmt::print(
       "  connections  {} ok, {} failed{}\n", totals.connections_ok, totals.connections_failed,

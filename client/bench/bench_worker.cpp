@@ -29,7 +29,7 @@ constexpr int kMaxEvents = 256;
 
 BenchWorker::BenchWorker(const BenchPlan& plan, std::vector<std::uint32_t> ids)
     : plan_(plan),
-      payload_(plan.size),
+      payload_(plan.size, plan.frame),
       epoll_(::epoll_create1(EPOLL_CLOEXEC)),
       connections_(ids.size()),
       send_scratch_(kScratchBytes),
@@ -205,7 +205,8 @@ void BenchWorker::on_readable(Connection& c) {
     return fail(c, &ErrorCounts::reset, "recv", r.error);
   }
   const auto got = static_cast<std::size_t>(r.bytes);
-  if (got > c.position(c.sent, payload_.size()) - c.position(c.received, payload_.size())) {
+  if (got >
+      c.position(c.sent, payload_.wire_size()) - c.position(c.received, payload_.wire_size())) {
     return fail(c, &ErrorCounts::mismatch, "received more bytes than were sent", 0);
   }
   const std::int64_t now = now_ns();
@@ -335,7 +336,7 @@ void BenchWorker::sweep_timeouts(std::int64_t now) {
     if (c.state != State::connecting && c.state != State::running) continue;
     const bool waiting =
         c.state == State::connecting || (c.interest & EPOLLOUT) ||
-        c.position(c.sent, payload_.size()) > c.position(c.received, payload_.size());
+        c.position(c.sent, payload_.wire_size()) > c.position(c.received, payload_.wire_size());
     if (waiting && now - c.last_progress > plan_.timeout)
       fail(c, &ErrorCounts::timeout, "no progress before --timeout", 0);
   }

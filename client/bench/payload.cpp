@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cstring>
 
+#include "polyecho/protocol.hpp"
+
 namespace polyecho::bench {
 
 namespace {
@@ -15,8 +17,10 @@ void put_le(std::uint64_t value, std::size_t bytes, char* out) noexcept {
 
 }  // namespace
 
-Payload::Payload(std::size_t size)
-    : size_(std::max(size, kHeaderSize)), pattern_(size_ + kRotations) {
+Payload::Payload(std::size_t size, bool framed)
+    : size_(std::max(size, kHeaderSize)),
+      prefix_(framed ? kFrameHeaderSize : 0),
+      pattern_(size_ + kRotations) {
   // A fixed xorshift sequence: the same bytes in every run, no visible period in a message.
   std::uint32_t state = 0x9e3779b9u;
   for (char& c : pattern_) {
@@ -31,33 +35,41 @@ std::size_t Payload::rotation(std::uint32_t conn, std::uint64_t seq) noexcept {
   return static_cast<std::size_t>((conn * 37u + seq * 11u) % kRotations);
 }
 
+// Wire offsets [0, head) are the frame header (when framed) and the message header; from
+// there on the wire carries the pattern, rotated per message.
 void Payload::fill(std::uint32_t conn, std::uint64_t seq, std::size_t offset,
                    std::span<char> out) const noexcept {
-  char header[kHeaderSize];
+  const std::size_t head_size = prefix_ + kHeaderSize;
   std::size_t i = 0;
-  if (offset < kHeaderSize) {
-    put_le(conn, 4, header);
-    put_le(seq, 8, header + 4);
-    put_le(size_, 4, header + 12);
-    i = std::min(out.size(), kHeaderSize - offset);
-    std::memcpy(out.data(), header + offset, i);
+  if (offset < head_size) {
+    char head[kFrameHeaderSize + kHeaderSize];
+    if (prefix_ > 0)
+      write_frame_header(static_cast<std::uint32_t>(size_),
+                         std::span(head).first<kFrameHeaderSize>());
+    put_le(conn, 4, head + prefix_);
+    put_le(seq, 8, head + prefix_ + 4);
+    put_le(size_, 4, head + prefix_ + 12);
+    i = std::min(out.size(), head_size - offset);
+    std::memcpy(out.data(), head + offset, i);
   }
   if (i < out.size()) {
-    std::memcpy(out.data() + i, pattern_.data() + rotation(conn, seq) + offset + i, out.size() - i);
+    std::memcpy(out.data() + i, pattern_.data() + rotation(conn, seq) + offset + i - prefix_,
+                out.size() - i);
   }
 }
 
 bool Payload::matches(std::uint32_t conn, std::uint64_t seq, std::size_t offset,
                       std::span<const char> got) const noexcept {
+  const std::size_t head_size = prefix_ + kHeaderSize;
   std::size_t i = 0;
-  if (offset < kHeaderSize) {
-    char header[kHeaderSize];
-    i = std::min(got.size(), kHeaderSize - offset);
-    fill(conn, seq, offset, {header, i});
-    if (std::memcmp(got.data(), header, i) != 0) return false;
+  if (offset < head_size) {
+    char head[kFrameHeaderSize + kHeaderSize];
+    i = std::min(got.size(), head_size - offset);
+    fill(conn, seq, offset, {head, i});
+    if (std::memcmp(got.data(), head, i) != 0) return false;
   }
   if (i == got.size()) return true;
-  return std::memcmp(got.data() + i, pattern_.data() + rotation(conn, seq) + offset + i,
+  return std::memcmp(got.data() + i, pattern_.data() + rotation(conn, seq) + offset + i - prefix_,
                      got.size() - i) == 0;
 }
 
@@ -65,11 +77,11 @@ std::size_t fill_stream(const Payload& payload, std::uint32_t conn, StreamCursor
                         std::uint64_t end_seq, std::span<char> out) noexcept {
   std::size_t written = 0;
   while (from.seq < end_seq && written < out.size()) {
-    const std::size_t n = std::min(out.size() - written, payload.size() - from.offset);
+    const std::size_t n = std::min(out.size() - written, payload.wire_size() - from.offset);
     payload.fill(conn, from.seq, from.offset, out.subspan(written, n));
     written += n;
     from.offset += n;
-    if (from.offset == payload.size()) {
+    if (from.offset == payload.wire_size()) {
       ++from.seq;
       from.offset = 0;
     }

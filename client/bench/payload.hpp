@@ -18,18 +18,27 @@ namespace polyecho::bench {
 // compares unequal. Because any byte can be regenerated from its position, neither side of a
 // connection buffers what it sent: the sender fills a scratch buffer on demand and the
 // receiver compares each chunk as it arrives (memcmp against the pattern table).
+//
+// Framed (`bench --frame`), each message travels as one frame: its 4-byte big-endian length
+// (the message size), then the message. The length prefix is part of the wire bytes that
+// fill() writes and matches() checks, so an echo that mangles the framing fails the same way.
 class Payload {
  public:
   static constexpr std::size_t kHeaderSize = 16;
 
   // `size` >= kHeaderSize. Builds the pattern table once (size + 256 bytes).
-  explicit Payload(std::size_t size);
+  explicit Payload(std::size_t size, bool framed = false);
 
+  // The message: what --size counts.
   [[nodiscard]] std::size_t size() const noexcept { return size_; }
-  // Bytes [offset, offset + out.size()) of message (conn, seq); the range must fit the message.
+  // The message as it travels: with its frame header when framed.
+  [[nodiscard]] std::size_t wire_size() const noexcept { return prefix_ + size_; }
+  // Bytes [offset, offset + out.size()) of message (conn, seq) on the wire; the range must fit
+  // wire_size().
   void fill(std::uint32_t conn, std::uint64_t seq, std::size_t offset,
             std::span<char> out) const noexcept;
-  // True when `got` equals bytes [offset, offset + got.size()) of message (conn, seq).
+  // True when `got` equals bytes [offset, offset + got.size()) of message (conn, seq) on the
+  // wire.
   [[nodiscard]] bool matches(std::uint32_t conn, std::uint64_t seq, std::size_t offset,
                              std::span<const char> got) const noexcept;
 
@@ -37,13 +46,14 @@ class Payload {
   [[nodiscard]] static std::size_t rotation(std::uint32_t conn, std::uint64_t seq) noexcept;
 
   std::size_t size_;
+  std::size_t prefix_;  // frame header bytes before the message: 0, or 4 when framed
   std::vector<char> pattern_;
 };
 
 // A position in a connection's endless stream of messages.
 struct StreamCursor {
   std::uint64_t seq = 0;   // message number
-  std::size_t offset = 0;  // byte within that message
+  std::size_t offset = 0;  // byte within that message on the wire (frame header included)
 };
 
 // Fills `out` with the stream's bytes from `from` up to (not including) message `end_seq`.
@@ -57,11 +67,11 @@ template <typename OnComplete>
 bool verify_stream(const Payload& payload, std::uint32_t conn, StreamCursor& at,
                    std::span<const char> got, OnComplete&& on_complete) {
   while (!got.empty()) {
-    const std::size_t n = std::min(got.size(), payload.size() - at.offset);
+    const std::size_t n = std::min(got.size(), payload.wire_size() - at.offset);
     if (!payload.matches(conn, at.seq, at.offset, got.first(n))) return false;
     got = got.subspan(n);
     at.offset += n;
-    if (at.offset == payload.size()) {
+    if (at.offset == payload.wire_size()) {
       on_complete(at.seq);
       ++at.seq;
       at.offset = 0;
@@ -76,10 +86,10 @@ template <typename OnStart>
 void advance(const Payload& payload, StreamCursor& at, std::size_t bytes, OnStart&& on_start) {
   while (bytes > 0) {
     if (at.offset == 0) on_start(at.seq);
-    const std::size_t n = std::min(bytes, payload.size() - at.offset);
+    const std::size_t n = std::min(bytes, payload.wire_size() - at.offset);
     at.offset += n;
     bytes -= n;
-    if (at.offset == payload.size()) {
+    if (at.offset == payload.wire_size()) {
       ++at.seq;
       at.offset = 0;
     }

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cstring>
+#include <limits>
 
 namespace polyecho {
 
@@ -17,6 +18,11 @@ bool equals_ignore_case(std::string_view a, std::string_view b) {
            return std::tolower(static_cast<unsigned char>(x)) ==
                   std::tolower(static_cast<unsigned char>(y));
          });
+}
+
+bool is_quit(std::span<const char> text) {
+  const std::string_view word(text.data(), text.size());
+  return equals_ignore_case(word, "quit") || equals_ignore_case(word, "q");
 }
 
 void upper_in_place(std::span<char> text) {
@@ -33,36 +39,43 @@ std::size_t content_length(std::span<const char> line_with_lf) {
   return n;
 }
 
+enum class LineVerdict { echo, quit, too_long };
+
+// Decides one complete line, upper-casing it in place when it is to be echoed.
+LineVerdict check_line(std::span<char> line, const ProtocolConfig& config) {
+  const std::size_t content = content_length(line);
+  if (content > config.max_line) return LineVerdict::too_long;
+  if (is_quit(line.first(content))) return LineVerdict::quit;
+  if (config.transform == Transform::upper) upper_in_place(line.first(content));
+  return LineVerdict::echo;
+}
+
+// Formats into a fixed array, truncating rather than allocating; returns the length.
+template <std::size_t N, typename... Args>
+std::uint8_t format_into(char (&out)[N], fmt::format_string<Args...> format, Args&&... args) {
+  static_assert(N <= std::numeric_limits<std::uint8_t>::max());
+  const auto result = fmt::format_to_n(out, N, format, std::forward<Args>(args)...);
+  return static_cast<std::uint8_t>(std::min(result.size, N));
+}
+
+// The buffer must hold one maximal message with its framing, so a message at the limit always
+// fits: a line plus its CRLF, a frame plus its header (a header cannot declare more than 2^32-1).
+std::size_t cap_for(const ProtocolConfig& config) {
+  switch (config.mode) {
+    case Mode::line:
+      return std::max(config.max_buffer, config.max_line + 2);
+    case Mode::frame:
+      return std::max(config.max_buffer,
+                      std::min<std::size_t>(config.max_frame, UINT32_MAX) + kFrameHeaderSize);
+    case Mode::raw:
+      break;
+  }
+  return config.max_buffer;
+}
+
 }  // namespace
 
-std::optional<Mode> parse_mode(std::string_view text) {
-  if (text == "raw") return Mode::raw;
-  if (text == "line") return Mode::line;
-  return std::nullopt;
-}
-
-std::optional<Transform> parse_transform(std::string_view text) {
-  if (text == "none") return Transform::none;
-  if (text == "upper") return Transform::upper;
-  return std::nullopt;
-}
-
-std::string_view to_string(Mode mode) {
-  return mode == Mode::raw ? "raw" : "line";
-}
-std::string_view to_string(Transform transform) {
-  return transform == Transform::none ? "none" : "upper";
-}
-
-std::size_t find_line_end(std::string_view bytes) noexcept {
-  return bytes.find('\n');
-}
-
-// The buffer must hold a full maximal line plus its CRLF, so a line at the limit always fits.
-Session::Session(const ProtocolConfig& config)
-    : config_(config),
-      buffer_(config.mode == Mode::line ? std::max(config.max_buffer, config.max_line + 2)
-                                        : config.max_buffer) {}
+Session::Session(const ProtocolConfig& config) : config_(config), buffer_(cap_for(config)) {}
 
 std::span<char> Session::input_space(std::size_t useful) {
   if (closing_) return {};
@@ -75,82 +88,164 @@ Intent Session::on_received(std::size_t n) {
     releasable_ = buffer_.size();
     return Intent::keep_reading;
   }
-  return scan_lines();
+  return config_.mode == Mode::line ? scan_lines() : scan_frames();
 }
 
+// The complete messages up to offset `end` (`messages` of them are new) are echoed at once,
+// or in hold mode wait behind the ones already pending. Once per scan, not per message.
+void Session::accept_through(std::size_t end, std::size_t messages) noexcept {
+  if (config_.hold_messages) {
+    pending_ = end - releasable_;
+    pending_count_ += messages;
+  } else {
+    releasable_ = end;
+  }
+}
+
+// Only the bytes after those already known to hold no LF are searched: O(new bytes).
 Intent Session::scan_lines() {
   auto bytes = buffer_.readable();
-  std::size_t line_start = releasable_;
-  std::size_t cursor = releasable_ + scanned_held_;
+  std::size_t line_start = parsed();
+  std::size_t cursor = line_start + scanned_held_;
+  std::size_t lines = 0;
   while (cursor < bytes.size()) {
     const void* lf = std::memchr(bytes.data() + cursor, '\n', bytes.size() - cursor);
     if (lf == nullptr) break;
     const std::size_t line_end =
         static_cast<std::size_t>(static_cast<const char*>(lf) - bytes.data()) + 1;
-    if (finish_line(line_start, line_end) == Intent::close_after_flush) {
-      return Intent::close_after_flush;
+    const LineVerdict verdict =
+        check_line(bytes.subspan(line_start, line_end - line_start), config_);
+    if (verdict != LineVerdict::echo) {
+      accept_through(line_start, lines);
+      return verdict == LineVerdict::quit ? close_with(kBye) : line_too_long();
     }
+    ++lines;
     line_start = line_end;
     cursor = line_end;
   }
-  releasable_ = line_start;
+  accept_through(line_start, lines);
   scanned_held_ = bytes.size() - line_start;
   // An incomplete line may end in CR whose LF is still on its way; it is not too long yet.
   std::size_t held = scanned_held_;
-  if (held > 0 && bytes[bytes.size() - 1] == '\r') --held;
-  if (held > config_.max_line) {
-    return close_with(line_start,
-                      fmt::format("error: line too long (max {} bytes)\n", config_.max_line));
-  }
+  if (held > 0 && bytes.back() == '\r') --held;
+  if (held > config_.max_line) return line_too_long();
   return Intent::keep_reading;
 }
 
-Intent Session::finish_line(std::size_t line_start, std::size_t line_end) {
-  auto line = buffer_.readable().subspan(line_start, line_end - line_start);
-  const std::size_t content = content_length(line);
-  if (content > config_.max_line) {
-    return close_with(line_start,
-                      fmt::format("error: line too long (max {} bytes)\n", config_.max_line));
+// parsed() is where the next frame's header starts, so each call reads only the headers of
+// frames that completed since, plus the 4 bytes of the one still incomplete: O(new bytes).
+// A too-long length is caught as soon as its header is in, before any of its payload.
+Intent Session::scan_frames() {
+  auto bytes = buffer_.readable();
+  std::size_t start = parsed();
+  std::size_t frames = 0;
+  while (bytes.size() - start >= kFrameHeaderSize) {
+    const std::uint32_t length = read_frame_length(bytes.subspan(start).first<kFrameHeaderSize>());
+    if (length > config_.max_frame) {
+      accept_through(start, frames);
+      error_size_ =
+          format_into(error_, "frame too long ({} > max {} bytes)", length, config_.max_frame);
+      return close_with({});
+    }
+    const std::size_t end = start + kFrameHeaderSize + length;
+    if (end > bytes.size()) break;
+    ++frames;
+    start = end;
   }
-  const std::string_view text(line.data(), content);
-  if (equals_ignore_case(text, "quit") || equals_ignore_case(text, "q")) {
-    return close_with(line_start, kBye);
-  }
-  if (config_.transform == Transform::upper) upper_in_place(line.first(content));
-  releasable_ = line_end;
+  accept_through(start, frames);
   return Intent::keep_reading;
 }
 
-// Everything before `keep` was accepted and is still owed; the rest is dropped and replaced
-// by the final reply.
-Intent Session::close_with(std::size_t keep, std::string_view reply) {
-  buffer_.truncate(keep);
-  buffer_.append(reply);  // cannot fail: the reserve above the soft cap exceeds any reply
-  releasable_ = buffer_.size();
+Intent Session::line_too_long() {
+  error_size_ = format_into(error_, "line too long (max {} bytes)", config_.max_line);
+  char reply[Buffer::kReplyReserve];
+  const std::uint8_t n = format_into(reply, "error: {}\n", protocol_error());
+  return close_with({reply, n});
+}
+
+// Everything before parsed() was accepted and is still owed or pending; the rest is dropped
+// and replaced by the final reply, which leaves after every message before it.
+Intent Session::close_with(std::string_view reply) {
+  buffer_.truncate(parsed());
+  // Cannot fail: the reserve above the soft cap exceeds any reply. (Frames close with none.)
+  if (!reply.empty()) buffer_.append(reply);
+  return begin_close();
+}
+
+// Whatever follows the pending messages (a reply, an unterminated last line) is owed as soon
+// as none is pending any more.
+Intent Session::begin_close() noexcept {
   scanned_held_ = 0;
   closing_ = true;
+  if (pending_ == 0) releasable_ = buffer_.size();
   return Intent::close_after_flush;
 }
 
 Intent Session::on_peer_eof() {
-  if (!closing_ && config_.mode == Mode::line && releasable_ < buffer_.size()) {
-    // The peer will send no LF any more: its last, unterminated line is still a line.
-    auto tail = buffer_.readable().subspan(releasable_);
-    const std::string_view text(tail.data(), tail.size());
-    if (equals_ignore_case(text, "quit") || equals_ignore_case(text, "q")) {
-      return close_with(releasable_, kBye);
+  const std::size_t start = parsed();
+  if (!closing_ && start < buffer_.size()) {
+    auto tail = buffer_.readable().subspan(start);
+    if (config_.mode == Mode::line) {
+      // The peer will send no LF any more: its last, unterminated line is still a line.
+      if (is_quit(tail)) return close_with(kBye);
+      if (config_.transform == Transform::upper) upper_in_place(tail);
+      accept_through(buffer_.size(), 1);
+    } else if (config_.mode == Mode::frame) {
+      return frame_cut_short();
     }
-    if (config_.transform == Transform::upper) upper_in_place(tail);
   }
-  releasable_ = buffer_.size();
-  scanned_held_ = 0;
-  closing_ = true;
-  return Intent::close_after_flush;
+  return begin_close();
+}
+
+Intent Session::frame_cut_short() {
+  auto tail = buffer_.readable().subspan(parsed());
+  if (tail.size() < kFrameHeaderSize) {
+    error_size_ = format_into(error_, "frame header cut short by EOF ({} of {} bytes)", tail.size(),
+                              kFrameHeaderSize);
+  } else {
+    error_size_ = format_into(error_, "frame cut short by EOF ({} of {} payload bytes)",
+                              tail.size() - kFrameHeaderSize,
+                              read_frame_length(tail.first<kFrameHeaderSize>()));
+  }
+  return close_with({});
 }
 
 void Session::on_sent(std::size_t n) noexcept {
   buffer_.consume(n);
   releasable_ -= n;
+}
+
+// A frame's length is in its header; a line's is found once and kept until it is released,
+// so each held line is searched twice in all: when it arrived and here.
+std::size_t Session::first_pending_length() noexcept {
+  auto held = buffer_.readable().subspan(releasable_, pending_);
+  if (config_.mode == Mode::frame)
+    return kFrameHeaderSize + read_frame_length(held.first<kFrameHeaderSize>());
+  if (first_length_ == 0) {
+    const void* lf = std::memchr(held.data(), '\n', held.size());
+    // No LF: the unterminated last line, accepted at EOF, which is the whole of what is held.
+    first_length_ = lf == nullptr
+                        ? held.size()
+                        : static_cast<std::size_t>(static_cast<const char*>(lf) - held.data()) + 1;
+  }
+  return first_length_;
+}
+
+std::optional<std::span<char>> Session::pending_message() noexcept {
+  if (pending_ == 0) return std::nullopt;
+  auto message = buffer_.readable().subspan(releasable_, first_pending_length());
+  if (config_.mode == Mode::frame) return message.subspan(kFrameHeaderSize);
+  return message.back() == '\n' ? message.first(content_length(message)) : message;
+}
+
+void Session::release_message() noexcept {
+  if (pending_ == 0) return;
+  const std::size_t n = first_pending_length();
+  releasable_ += n;
+  pending_ -= n;
+  --pending_count_;
+  first_length_ = 0;
+  if (pending_ == 0 && closing_) releasable_ = buffer_.size();
 }
 
 }  // namespace polyecho

@@ -1,7 +1,10 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
+#include <optional>
 #include <span>
+#include <string_view>
 
 #include "polyecho/buffer.hpp"
 #include "polyecho/protocol.hpp"
@@ -13,16 +16,31 @@ namespace polyecho {
 //
 // Zero-copy by design: received bytes are echoed from the very buffer they were read into.
 // Raw mode releases them unchanged; line mode releases complete lines (upper-cased in place
-// when asked) and holds an incomplete line back until its LF arrives.
+// when asked) and holds an incomplete line back until its LF arrives; frame mode releases
+// complete frames, header and payload unchanged, and holds an incomplete one back.
 //
-// Buffer layout: [ owed output | held incomplete line | free ].
+// Buffer layout: [ owed output | pending messages | held incomplete message | free ].
+// "Pending" is empty unless ProtocolConfig::hold_messages is set: then each complete message
+// waits there until the transport has done its work and calls release_message(), and the
+// messages leave in the order they arrived. Everything lives in the one bounded buffer, so a
+// connection whose messages wait for work stops being read once the buffer is full.
+//
+// Endings. A quit line or a too-long line drops what follows and queues a reply ("bye",
+// "error: ...") behind every message before it: with hold_messages the reply leaves once those
+// are released. A frame declaring more than max_frame bytes does the same with no reply at all
+// (a binary peer gets nothing it did not send). At the peer's EOF an unterminated last line is
+// still a line, but an incomplete frame (a partial header, or a partial payload) is dropped
+// whole: the peer can never complete it, and half a frame would break the peer's framing.
+// The too-long and cut-short cases are protocol errors, described by protocol_error().
+//
 // Not thread-safe; owned by one connection.
 class Session {
  public:
   explicit Session(const ProtocolConfig& config);
 
   // Where the transport should place received bytes. Empty means "do not read now": either
-  // the output cap is reached (backpressure: flush first) or the session is closing.
+  // the output cap is reached (backpressure: flush first) or the session is closing. It may
+  // slide or grow the buffer, which moves output() and pending_message().
   // `useful`: how much room is worth sliding or growing the buffer for.
   [[nodiscard]] std::span<char> input_space(std::size_t useful = Buffer::kInitialCapacity);
   // How many bytes input_space() is sure to offer next time, without allocating now: a
@@ -38,7 +56,9 @@ class Session {
   }
   // `n` bytes were written into the span last returned by input_space() (or staged in place).
   Intent on_received(std::size_t n);
-  // The peer shut down its write side. Any incomplete line is still echoed.
+  // The peer shut down its write side. An unterminated last line is still echoed (or becomes
+  // pending); an incomplete frame is dropped. Pending messages stay pending: the transport
+  // still does their work and releases them, and finished() waits for that.
   Intent on_peer_eof();
 
   // Bytes owed to the peer, in order.
@@ -47,27 +67,59 @@ class Session {
   }
   void on_sent(std::size_t n) noexcept;
 
+  // Hold mode (ProtocolConfig::hold_messages). The first complete message not yet released:
+  // its content only, without framing (a line without its LF or CRLF, already upper-cased
+  // when asked; a frame's payload without its header). Empty optional when none is pending.
+  // The bytes stay in the buffer and are what will be echoed, so work may read them, or
+  // rewrite them in place at the same length. Valid until the next input_space() or
+  // release_message().
+  [[nodiscard]] std::optional<std::span<char>> pending_message() noexcept;
+  // The first pending message (with its framing) joins output(), after everything before
+  // it. When it was the last one and the session is closing, the closing reply (if any)
+  // follows it. Does nothing when no message is pending.
+  void release_message() noexcept;
+  [[nodiscard]] std::size_t pending_count() const noexcept { return pending_count_; }
+
   [[nodiscard]] bool closing() const noexcept { return closing_; }
-  // Closing and nothing left to send: the transport may close the connection now.
-  [[nodiscard]] bool finished() const noexcept { return closing_ && releasable_ == 0; }
+  // Closing and nothing left to release or send: the transport may close the connection now.
+  [[nodiscard]] bool finished() const noexcept { return closing_ && buffer_.empty(); }
   [[nodiscard]] bool has_output() const noexcept { return releasable_ > 0; }
   // True while reading is allowed and there is room to read into.
   [[nodiscard]] bool wants_input() const noexcept {
     return !closing_ && buffer_.size() < buffer_.soft_cap();
   }
+  // Why the peer broke the protocol (a line or frame too long, a frame cut short by EOF), for
+  // the transport to log and count as an error; empty when it did not. Set once, when the
+  // session starts closing because of it. Points into the session.
+  [[nodiscard]] std::string_view protocol_error() const noexcept { return {error_, error_size_}; }
   [[nodiscard]] std::size_t buffered() const noexcept { return buffer_.size(); }
   [[nodiscard]] std::size_t buffer_allocated() const noexcept { return buffer_.allocated(); }
+  // Most bytes the session ever reads in: max_buffer, or more so one maximal message fits.
+  [[nodiscard]] std::size_t buffer_cap() const noexcept { return buffer_.soft_cap(); }
 
  private:
+  // Offset of the first byte not yet part of a complete message.
+  [[nodiscard]] std::size_t parsed() const noexcept { return releasable_ + pending_; }
+  void accept_through(std::size_t end, std::size_t messages) noexcept;
+  [[nodiscard]] std::size_t first_pending_length() noexcept;
   Intent scan_lines();
-  Intent finish_line(std::size_t line_start, std::size_t line_end);
-  Intent close_with(std::size_t keep, std::string_view reply);
+  Intent scan_frames();
+  Intent line_too_long();
+  Intent frame_cut_short();
+  Intent close_with(std::string_view reply);
+  Intent begin_close() noexcept;
 
-  ProtocolConfig config_;  // a copy: 32 bytes, and no lifetime to get wrong
+  ProtocolConfig config_;  // a copy: 40 bytes, and no lifetime to get wrong
   Buffer buffer_;
-  std::size_t releasable_ = 0;    // leading bytes of the buffer that may be sent
-  std::size_t scanned_held_ = 0;  // held bytes already known to contain no LF
+  std::size_t releasable_ = 0;     // leading bytes of the buffer that may be sent
+  std::size_t pending_ = 0;        // hold mode: bytes of complete messages after those
+  std::size_t pending_count_ = 0;  // hold mode: how many messages those bytes are
+  std::size_t first_length_ = 0;   // hold mode, lines: the first pending line's length, 0 = unknown
+  std::size_t scanned_held_ = 0;   // line mode: held bytes already known to contain no LF
   bool closing_ = false;
+  std::uint8_t error_size_ = 0;
+  // The longest message: "frame too long (4294967295 > max 18446744073709551615 bytes)".
+  char error_[64] = {};
 };
 
 }  // namespace polyecho
