@@ -96,9 +96,9 @@ void CpuWork::calibrate() {
     for (int run = 0; run < kCalibrationRuns; ++run) {
       const auto start = std::chrono::steady_clock::now();
       rounds(std::span<const char>(sample, sizeof sample), kCalibrationRounds);
-      const auto took = std::chrono::duration<double, std::micro>(
-                            std::chrono::steady_clock::now() - start)
-                            .count();
+      const auto took =
+          std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - start)
+              .count();
       if (took > 0) best = std::max(best, static_cast<double>(kCalibrationRounds) / took);
     }
     g_rounds_per_us.store(std::max(best, 1.0));

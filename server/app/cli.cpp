@@ -101,8 +101,10 @@ std::optional<int> parse_command_line(int argc, char** argv, CommandLine& line) 
       ->capture_default_str();
 
   start_section(app, "Protocol (every model)");
-  app.add_option("--mode", mode, "raw: RFC 862 byte echo; line: LF-delimited lines")
-      ->check(CLI::IsMember({"raw", "line"}))
+  app.add_option("--mode", mode,
+                 "raw: RFC 862 byte echo; line: LF-delimited lines; frame: 4-byte big-endian "
+                 "length, then the payload")
+      ->check(CLI::IsMember({"raw", "line", "frame"}))
       ->capture_default_str();
   app.add_option("--transform", transform, "Line mode: transform echoed lines")
       ->check(CLI::IsMember({"none", "upper"}))
@@ -110,9 +112,31 @@ std::optional<int> parse_command_line(int argc, char** argv, CommandLine& line) 
   app.add_option("--max-line", c.protocol.max_line, "Line mode: longest line in bytes")
       ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 30))
       ->capture_default_str();
+  app.add_option("--max-frame", c.protocol.max_frame,
+                 "Frame mode: largest payload in bytes; a longer frame closes the connection")
+      ->check(CLI::Range(std::size_t{0}, std::size_t{1} << 30))
+      ->capture_default_str();
   app.add_option("--max-buffer", c.protocol.max_buffer, "Per-connection cap on buffered bytes")
       ->check(CLI::Range(std::size_t{1024}, std::size_t{1} << 30))
       ->capture_default_str();
+
+  start_section(app, "Work per message (line and frame modes; docs/WORK.md)");
+  std::string work_error;
+  app.add_option_function<std::string>(
+         "--work",
+         [&c, &work_error](const std::string& text) {
+           if (auto work = parse_work(text, work_error)) {
+             c.work.kind = work->kind;
+             c.work.duration = work->duration;
+           } else {
+             throw CLI::ValidationError("--work", work_error);
+           }
+         },
+         "KIND:MICROSECONDS once per message: cpu (calibrated computation), block (a blocking "
+         "sleep on the handling thread), wait (the model's own non-blocking wait)")
+      ->type_name("KIND:US");
+  app.add_flag("--gil", c.work.gil,
+               "Hold one process-wide lock while cpu or block work runs (CPython's GIL)");
 
   start_section(app, "Limits and lifecycle");
   app.add_option("--max-connections", c.max_connections,
@@ -185,6 +209,20 @@ std::optional<int> parse_command_line(int argc, char** argv, CommandLine& line) 
   }
   c.protocol.mode = *parse_mode(mode);
   c.protocol.transform = *parse_transform(transform);
+  if (c.work.enabled() && c.protocol.mode == Mode::raw) {
+    fmt::print(stderr,
+               "polyecho-server: error: --work: raw mode has no messages to work on; use --mode "
+               "line or --mode frame\n");
+    return 2;
+  }
+  if (c.work.gil && c.work.kind != WorkKind::cpu && c.work.kind != WorkKind::block) {
+    fmt::print(stderr,
+               "polyecho-server: error: --gil: only cpu and block work take the lock; "
+               "add --work cpu:N or --work block:N\n");
+    return 2;
+  }
+  // Messages wait in the Session until their work is done, so their echo follows it.
+  c.protocol.hold_messages = c.work.enabled();
   c.idle_timeout = to_millis(idle_seconds);
   c.drain_timeout = to_millis(drain_seconds);
   return std::nullopt;

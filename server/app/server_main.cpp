@@ -110,6 +110,12 @@ int server_main(int argc, char** argv) {
     }
     const Endpoint bound = local_endpoint(listener.get());
     if (!config.user.empty()) drop_privileges(config.user);
+    if (config.work.kind == WorkKind::cpu) {
+      // Before the first connection, and before any fork: every process shares the figure.
+      CpuWork::calibrate();
+      spdlog::debug("cpu work: {:.0f} kernel rounds per microsecond",
+                    CpuWork::rounds_per_microsecond());
+    }
 
     fmt::print("polyecho: {} listening on {}\n", info->name, bound.to_string());
     std::fflush(stdout);

@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "lifecycle/connection_options.hpp"
+#include "lifecycle/messages.hpp"
 #include "polyecho/session.hpp"
 #include "polyecho/socket_ops.hpp"
 #include "polyecho/stop_signal.hpp"
@@ -32,6 +33,9 @@ class BlockingServer {
       // A signal that lands while recv/send are moving data interrupts nothing, so a busy
       // stream would never see EINTR: look at the (lock-free) flag on every pass too.
       if (options_.on_interrupt != OnStop::ignore && stop_signal::requested()) note_interrupt();
+      // --work: this thread is the connection's, so it does each message's work itself (a
+      // wait is a plain sleep here: blocking is the model).
+      work_pending_inline(session_, config_.work);
       while (session_.has_output()) {
         const auto out = session_.output();
         const ssize_t n = ::send(fd_, out.data(), out.size(), MSG_NOSIGNAL);
@@ -72,6 +76,7 @@ class BlockingServer {
   }
 
   ConnectionCounters& counters() { return counters_; }
+  [[nodiscard]] const Session& session() const { return session_; }
 
  private:
   using OnStop = BlockingServeOptions::OnStop;
@@ -133,6 +138,7 @@ void serve_blocking(int fd, const ServerConfig& config, Stats& stats,
     error = e.code().value();  // setsockopt on a peer that already reset
   }
   server.counters().flush_to(stats);
+  count_protocol_error(server.session(), stats, fd);
   // EAGAIN here is SO_RCVTIMEO firing: an idle (or drain-expired) client, closed on purpose.
   if (error != 0 && error != EAGAIN && error != EINTR) {
     stats.errors.fetch_add(1, std::memory_order_relaxed);

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "polyecho/protocol.hpp"
+#include "polyecho/work.hpp"
 
 namespace polyecho {
 
@@ -31,6 +32,8 @@ struct ServerConfig {
   std::uint16_t port = 7007;
   int backlog = 4096;
   ProtocolConfig protocol;
+  // --work and --gil: done once per message (line and frame modes), each model its own way.
+  WorkConfig work;
 
   std::size_t max_connections = 10000;        // finite by default: the fd limit is the real ceiling
   std::size_t max_per_ip = 0;                 // 0 = off; see PeerLimit

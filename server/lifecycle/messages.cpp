@@ -1,0 +1,22 @@
+#include "lifecycle/messages.hpp"
+
+#include <spdlog/spdlog.h>
+
+namespace polyecho {
+
+void work_pending_inline(Session& session, const WorkConfig& work) {
+  if (!work.enabled()) return;
+  while (const auto message = session.pending_message()) {
+    work_inline(work, *message);
+    session.release_message();
+  }
+}
+
+void count_protocol_error(const Session& session, Stats& stats, int fd) {
+  const auto error = session.protocol_error();
+  if (error.empty()) return;
+  stats.errors.fetch_add(1, std::memory_order_relaxed);
+  spdlog::warn("connection fd {}: {}; closed", fd, error);
+}
+
+}  // namespace polyecho
