@@ -6,8 +6,12 @@
 #include <sys/socket.h>
 
 #include <atomic>
+#include <chrono>
+#include <cstdint>
 #include <cstdio>
 #include <memory>
+#include <string>
+#include <string_view>
 #include <thread>
 
 #include "support/backend_cases.hpp"
@@ -197,6 +201,85 @@ TEST_P(Conformance, SecondStopSignalExitsImmediately) {
   ASSERT_EQ(recv_exact(fd.get(), 1), "y");
   server->signal(SIGINT);
   EXPECT_EQ(server->wait_exit(kSafetyTimeout), 1);
+}
+
+// Frame mode: a 4-byte big-endian length, then the payload; whole frames come back unchanged.
+std::string frame(std::string_view payload) {
+  const auto n = static_cast<std::uint32_t>(payload.size());
+  std::string out{static_cast<char>(n >> 24), static_cast<char>(n >> 16), static_cast<char>(n >> 8),
+                  static_cast<char>(n)};
+  out.append(payload);
+  return out;
+}
+
+TEST_P(Conformance, FrameModeEchoesWholeFramesEmptyOnesToo) {
+  auto server = start({"--mode", "frame"});
+  auto fd = connect_loopback(server->port());
+  // Several frames in one write, one split inside its header, and one larger than a read.
+  const std::string batch = frame("") + frame("a") + frame(random_bytes(1000, 3)) + frame("");
+  ASSERT_TRUE(send_text(fd.get(), batch));
+  EXPECT_EQ(recv_exact(fd.get(), batch.size()), batch);
+  const std::string big = frame(random_bytes(300 * 1024, 5));
+  ASSERT_TRUE(send_text(fd.get(), big.substr(0, 2)));
+  std::atomic<bool> sent_ok{false};
+  std::thread writer([&] { sent_ok = send_text(fd.get(), big.substr(2)); });
+  const std::string echoed = recv_exact(fd.get(), big.size());
+  writer.join();
+  EXPECT_TRUE(sent_ok);
+  EXPECT_TRUE(echoed == big);
+}
+
+TEST_P(Conformance, FrameOverTheLimitClosesAfterTheFramesBeforeItAndCountsAnError) {
+  auto server = start({"--mode", "frame", "--max-frame", "16"});
+  auto fd = connect_loopback(server->port());
+  const std::string fits = frame(std::string(16, 'x')) + frame("ok");
+  ASSERT_TRUE(send_text(fd.get(), fits + frame(std::string(17, 'y')) + frame("never")));
+  EXPECT_EQ(recv_until_eof(fd.get()), fits);
+  fd.reset();
+  server->signal(SIGTERM);
+  EXPECT_EQ(server->wait_exit(kSafetyTimeout), 0);
+  const std::string tail = server->remaining_stdout();
+  EXPECT_NE(tail.find("errors=1"), std::string::npos) << tail;
+}
+
+TEST_P(Conformance, WorkKeepsEachConnectionsMessagesInOrder) {
+  // cpu work holds every message until its work is done; pipelined frames and lines must
+  // still come back whole and in the order they were sent.
+  auto server = start({"--mode", "frame", "--work", "cpu:200"});
+  auto fd = connect_loopback(server->port());
+  std::string batch;
+  for (int i = 0; i < 20; ++i) batch += frame("message " + std::to_string(i));
+  ASSERT_TRUE(send_text(fd.get(), batch));
+  EXPECT_EQ(recv_exact(fd.get(), batch.size()), batch);
+}
+
+// Twenty clients each send one line whose work is a 200 ms wait, and leave once it is echoed.
+// Served concurrently, they finish in a small multiple of one wait (a pool of four threads
+// needs five rounds); served one at a time (iterative), in about the sum of the waits.
+TEST_P(Conformance, WaitWorkOverlapsAcrossConnectionsUnlessServedOneAtATime) {
+  constexpr int kClients = 20;
+  constexpr auto kWait = std::chrono::milliseconds(200);
+  auto server = start({"--mode", "line", "--work", "wait:200000"});
+  std::vector<unique_fd> clients;
+  for (int i = 0; i < kClients; ++i) clients.push_back(connect_loopback(server->port()));
+  std::atomic<int> echoed{0};
+  const auto began = std::chrono::steady_clock::now();
+  std::vector<std::thread> threads;
+  for (auto& fd : clients) {
+    threads.emplace_back([&] {
+      if (send_text(fd.get(), "wait for me\n") && recv_exact(fd.get(), 12) == "wait for me\n")
+        ++echoed;
+      fd.reset();  // a pool thread (or the iterative loop) moves on to the next client
+    });
+  }
+  for (auto& t : threads) t.join();
+  const auto took = std::chrono::steady_clock::now() - began;
+  EXPECT_EQ(echoed, kClients);
+  if (GetParam().serves_concurrently) {
+    EXPECT_LT(took, kClients * kWait * 6 / 10) << "waits did not overlap";
+  } else {
+    EXPECT_GT(took, kClients * kWait * 8 / 10) << "one at a time cannot overlap waits";
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(AllBackends, Conformance, ::testing::ValuesIn(all_backend_cases()),
