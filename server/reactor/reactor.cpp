@@ -44,10 +44,11 @@ void Reactor::run() {
     now_ = Clock::now();
     progressed_ = false;
     for (const ReadyEvent& event : ready_) dispatch(event);
-    multiplexer_->after_dispatch(progressed_);  // a guessing multiplexer paces itself on it
     // A signal may land while we wait (EINTR, empty list) before the stop fd is reported.
     if (!drain_.stopping() && stop_signal::requested()) begin_stop();
     expire_timers();
+    // A guessing multiplexer paces itself on it; an echo a timer released counts as progress.
+    multiplexer_->after_dispatch(progressed_);
   }
 }
 
@@ -65,21 +66,52 @@ void Reactor::dispatch(const ReadyEvent& event) {
   // reused by a connection accepted since. Spurious readiness is harmless: IO says EAGAIN.
   if (slot >= by_fd_.size() || by_fd_[slot] == by_activity_.end()) return;
   const auto entry = by_fd_[slot];
-  const auto outcome = entry->connection.on_ready(event.events, multiplexer_->edge_triggered());
-  if (outcome.interest == 0) {
+  apply(entry, entry->connection.on_ready(event.events, multiplexer_->edge_triggered()));
+}
+
+// Closes the connection, or watches what it needs now. Interest 0 (it waits only for its work
+// timer) takes it out of the multiplexer altogether: the kernel reports errors and hang-ups
+// whatever the interest, so a level-triggered poller would report a reset peer on every wait
+// until the timer fires. The timer's write then finds the reset.
+void Reactor::apply(EntryList::iterator entry, const ReactorConnection::Outcome& outcome) {
+  if (outcome.done) {
     close(entry);
     progressed_ = true;
     return;
   }
   if (outcome.progressed) {
     progressed_ = true;
-    entry->last_active = now_;
-    by_activity_.splice(by_activity_.end(), by_activity_, entry);
+    touch(entry);
   }
   if (outcome.interest != entry->interest) {
-    multiplexer_->modify(event.fd, outcome.interest);
+    const int fd = entry->connection.fd();
+    if (outcome.interest == 0) {
+      multiplexer_->remove(fd);
+    } else if (entry->interest == 0) {
+      // Watched before, so no multiplexer can refuse it now.
+      [[maybe_unused]] const bool added = multiplexer_->add(fd, outcome.interest);
+    } else {
+      multiplexer_->modify(fd, outcome.interest);
+    }
     entry->interest = outcome.interest;
   }
+}
+
+void Reactor::touch(EntryList::iterator entry) {
+  entry->last_active = now_;
+  by_activity_.splice(by_activity_.end(), by_activity_, entry);
+}
+
+// A work timer is due. Connections cancel theirs when they close, so the fd in the payload
+// names the connection that armed it even if fds were reused since; waits_on() checks that
+// promise rather than trusting it.
+void Reactor::fire(const TimerQueue::Due& due) {
+  loop_thread_.check("Reactor::fire");
+  const auto slot = static_cast<std::size_t>(due.payload);
+  if (slot >= by_fd_.size() || by_fd_[slot] == by_activity_.end()) return;
+  const auto entry = by_fd_[slot];
+  if (!entry->connection.waits_on(due.id)) return;
+  apply(entry, entry->connection.on_wait_done(multiplexer_->edge_triggered()));
 }
 
 // Drains the backlog (which edge-triggered readiness requires anyway).
@@ -130,14 +162,15 @@ void Reactor::open(unique_fd fd) {
   const auto slot = static_cast<std::size_t>(raw);
   if (slot >= by_fd_.size())
     by_fd_.resize(std::max(slot + 1, by_fd_.size() * 2), by_activity_.end());
-  by_activity_.emplace_back(std::move(*admitted), config_, stats_, now_);
+  by_activity_.emplace_back(std::move(*admitted), config_, stats_, timers_, now_);
   by_fd_[slot] = std::prev(by_activity_.end());
 }
 
 void Reactor::close(EntryList::iterator entry) {
   loop_thread_.check("Reactor::close");
   const int fd = entry->connection.fd();
-  multiplexer_->remove(fd);  // before close(): the multiplexer must never see a dead fd
+  // Before close(): the multiplexer must never see a dead fd (interest 0: not watched now).
+  if (entry->interest != 0) multiplexer_->remove(fd);
   by_fd_[static_cast<std::size_t>(fd)] = by_activity_.end();
   by_activity_.erase(entry);  // closes the socket, returns its slot, adds its counters
 }
@@ -157,25 +190,26 @@ void Reactor::expire_timers() {
     accept_paused_ = false;
     [[maybe_unused]] const bool added = multiplexer_->add(listener_.get(), kReadable);
   }
+  while (const auto due = timers_.pop_due(now_)) fire(*due);
   if (config_.idle_timeout.count() > 0) {
     while (!by_activity_.empty() &&
            now_ - by_activity_.front().last_active >= config_.idle_timeout) {
-      spdlog::debug("closing idle connection fd {}", by_activity_.front().connection.fd());
-      close(by_activity_.begin());
+      const auto front = by_activity_.begin();
+      if (front->connection.has_pending_work()) {
+        touch(front);  // its peer awaits a reply; a fresh stamp ends this loop for it
+        continue;
+      }
+      spdlog::debug("closing idle connection fd {}", front->connection.fd());
+      close(front);
     }
   }
   const auto phase = drain_.advance(now_);
   if (phase == DrainTimeline::Phase::flushing) {
     // Stop reading everywhere, but echo what was received; peers get the flush grace to take it.
+    // Pending messages stay pending: their work goes on and their echoes follow.
     for (auto it = by_activity_.begin(); it != by_activity_.end();) {
       const auto entry = it++;
-      const std::uint32_t interest = entry->connection.stop_reading();
-      if (interest == 0) {
-        close(entry);
-      } else if (interest != entry->interest) {
-        multiplexer_->modify(entry->connection.fd(), interest);
-        entry->interest = interest;
-      }
+      apply(entry, entry->connection.stop_reading());
     }
   } else if (phase == DrainTimeline::Phase::closing) {
     while (!by_activity_.empty()) close(by_activity_.begin());  // whoever still owes bytes
@@ -186,6 +220,7 @@ int Reactor::next_timeout_ms() const {
   std::optional<Clock::time_point> next;
   const auto consider = [&](Clock::time_point t) { next = next ? std::min(*next, t) : t; };
   if (accept_paused_) consider(accept_resume_);
+  if (const auto timer = timers_.next_deadline()) consider(*timer);
   if (config_.idle_timeout.count() > 0 && !by_activity_.empty()) {
     consider(by_activity_.front().last_active + config_.idle_timeout);
   }

@@ -13,6 +13,7 @@
 #include "poller/multiplexer.hpp"
 #include "polyecho/acceptor.hpp"
 #include "reactor/reactor_connection.hpp"
+#include "reactor/timer_queue.hpp"
 
 namespace polyecho {
 
@@ -27,6 +28,10 @@ namespace polyecho {
 //    multiplexer and closes what is done. Admission is the shared, process-wide gate.
 //  - Idle timeout: connections live in a list ordered by last activity, so the next deadline
 //    is the front's; activity moves a connection to the back (O(1)). No wakeup scans them all.
+//    A connection whose message is still being worked on is not idle: its peer awaits a reply.
+//  - Other timers (--work wait): a TimerQueue. A connection arms its own wait timer, with its
+//    fd as the payload, and cancels it when destroyed; when one is due the reactor hands it to
+//    that connection. The wait for readiness never outsleeps the earliest timer.
 //  - Stop: the sticky stop fd wakes every reactor; it stops accepting (closes its listener)
 //    and follows the shared DrainTimeline: connections run on until --drain-timeout, then
 //    read no more and flush what they owe, then whatever is left is closed.
@@ -40,19 +45,22 @@ class Reactor {
  private:
   using Clock = std::chrono::steady_clock;
   struct Entry {
-    Entry(AdmittedConnection admitted, const ServerConfig& config, Stats& stats,
+    Entry(AdmittedConnection admitted, const ServerConfig& config, Stats& stats, TimerQueue& timers,
           Clock::time_point now)
-        : connection(std::move(admitted.fd), config, stats),
+        : connection(std::move(admitted.fd), config, stats, timers),
           ticket(std::move(admitted.ticket)),
           last_active(now) {}
     ReactorConnection connection;
     AdmissionTicket ticket;  // after `connection`: given back before the socket closes
-    std::uint32_t interest = ReactorConnection::kInitialInterest;
+    std::uint32_t interest = ReactorConnection::kInitialInterest;  // 0: not in the multiplexer
     Clock::time_point last_active;
   };
   using EntryList = std::list<Entry>;
 
   void dispatch(const ReadyEvent& event);
+  void apply(EntryList::iterator entry, const ReactorConnection::Outcome& outcome);
+  void touch(EntryList::iterator entry);
+  void fire(const TimerQueue::Due& due);
   bool accept_ready();
   void open(unique_fd fd);
   void close(EntryList::iterator entry);
@@ -66,7 +74,8 @@ class Reactor {
   unique_fd listener_;
   std::unique_ptr<Multiplexer> multiplexer_;
   Acceptor acceptor_;
-  EntryList by_activity_;                   // owns the connections; least recently active first
+  TimerQueue timers_;      // before the connections: they cancel their timers when destroyed
+  EntryList by_activity_;  // owns the connections; least recently active first
   std::vector<EntryList::iterator> by_fd_;  // fd -> entry or end(); grows with the highest fd
   std::vector<ReadyEvent> ready_;
   Clock::time_point now_;

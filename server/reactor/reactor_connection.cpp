@@ -4,6 +4,7 @@
 
 #include <cstring>
 
+#include "lifecycle/messages.hpp"
 #include "poller/multiplexer.hpp"
 #include "polyecho/socket_ops.hpp"
 
@@ -11,11 +12,18 @@ namespace polyecho {
 
 static_assert(ReactorConnection::kInitialInterest == kReadable);
 
-ReactorConnection::ReactorConnection(unique_fd fd, const ServerConfig& config, Stats& stats)
-    : fd_(std::move(fd)), stats_(stats), session_(config.protocol) {}
+ReactorConnection::ReactorConnection(unique_fd fd, const ServerConfig& config, Stats& stats,
+                                     TimerQueue& timers)
+    : fd_(std::move(fd)),
+      stats_(stats),
+      work_(config.work),
+      timers_(timers),
+      session_(config.protocol) {}
 
 ReactorConnection::~ReactorConnection() {
+  if (wait_timer_) timers_.cancel(wait_timer_);  // its fd may be reused by the next connection
   counters_.flush_to(stats_);
+  count_protocol_error(session_, stats_, fd_.get());
   if (error_ != 0) {
     stats_.errors.fetch_add(1, std::memory_order_relaxed);
     spdlog::debug("connection fd {} ended: {}", fd_.get(), std::strerror(error_));
@@ -28,17 +36,42 @@ ReactorConnection::Outcome ReactorConnection::on_ready(std::uint32_t events, boo
   bool progressed = false;
   for (;;) {
     bool moved = false;
-    if (may_read_ && session_.wants_input() && !peer_eof_) moved |= read_phase(edge_triggered);
+    if (may_read_ && session_.wants_input() && !peer_eof_) {
+      moved |= read_phase(edge_triggered);
+      if (work_.enabled()) start_work();  // all that --work adds to the path without it
+    }
     if (error_ == 0 && session_.has_output()) moved |= write_phase();
-    if (error_ != 0) return {0, progressed || moved};
+    if (error_ != 0) return {0, progressed || moved, true};
     progressed |= moved;
     // Level-triggered: the notifier repeats itself, one round per wakeup is fairer. Edge-
     // triggered: a write may have made room for bytes the kernel still holds and will not
     // announce again, so go round until reading is blocked or there is nothing left to read.
     if (!edge_triggered || !moved || !may_read_ || !session_.wants_input()) break;
   }
-  if (session_.finished()) return {0, progressed};
-  return {interest(), progressed};
+  if (session_.finished()) return {0, progressed, true};
+  return {interest(), progressed, false};
+}
+
+ReactorConnection::Outcome ReactorConnection::on_wait_done(bool edge_triggered) {
+  wait_timer_ = {};
+  session_.release_message();  // its echo joins the output, behind everything before it
+  start_work();                // the next message's wait starts now: one at a time, in order
+  Outcome outcome = on_ready(0, edge_triggered);
+  outcome.progressed = true;  // a reply is on its way: the connection is not idle
+  return outcome;
+}
+
+// After bytes arrived (or the input ended): the work of the messages now pending.
+void ReactorConnection::start_work() {
+  if (error_ != 0) return;  // closing on an error: nobody is left to answer
+  if (work_.kind != WorkKind::wait) {
+    // cpu and block, on the loop thread: every connection of this loop waits meanwhile.
+    work_pending_inline(session_, work_);
+    return;
+  }
+  if (wait_timer_ || session_.pending_count() == 0) return;
+  wait_timer_ =
+      timers_.arm(TimerQueue::Clock::now() + work_.duration, static_cast<std::uint64_t>(fd_.get()));
 }
 
 bool ReactorConnection::read_phase(bool edge_triggered) {
@@ -86,19 +119,23 @@ bool ReactorConnection::write_phase() {
   return moved;
 }
 
-std::uint32_t ReactorConnection::stop_reading() {
+ReactorConnection::Outcome ReactorConnection::stop_reading() {
   if (!peer_eof_) {
     peer_eof_ = true;
-    session_.on_peer_eof();  // everything received so far is released for sending
+    session_.on_peer_eof();             // everything received so far is released for sending ...
+    if (work_.enabled()) start_work();  // ... once its work is done (an unterminated line too)
   }
-  return session_.finished() || error_ != 0 ? 0 : interest();
+  const bool done = error_ != 0 || session_.finished();
+  return {done ? 0 : interest(), false, done};
 }
 
 std::uint32_t ReactorConnection::interest() const noexcept {
   std::uint32_t want = 0;
   if (session_.wants_input() && !peer_eof_) want |= kReadable;  // not while full: backpressure
   if (session_.has_output()) want |= kWritable;
-  return want;  // 0 only if nothing can ever happen again: the caller closes
+  // 0 with pending work: only the wait timer can move this connection on. Otherwise 0 does not
+  // happen without being done (finished() or an error).
+  return want;
 }
 
 }  // namespace polyecho
