@@ -27,12 +27,14 @@
 #include <atomic>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <unordered_set>
 #include <vector>
 
 #include "app/backend_registry.hpp"
 #include "lifecycle/connection_options.hpp"
 #include "lifecycle/drain_timeline.hpp"
+#include "lifecycle/messages.hpp"
 #include "lifecycle/threads.hpp"
 #include "polyecho/acceptor.hpp"
 #include "polyecho/session.hpp"
@@ -48,11 +50,13 @@ using namespace asio::experimental::awaitable_operators;
 // Every await hands back its error code instead of throwing: a peer's error is a normal result.
 constexpr auto kNoThrow = asio::experimental::as_tuple(asio::use_awaitable);
 
-// One io_context and the sockets of the connections it serves. `live` and `input_cut` are
-// touched only on this context's thread. `live` is declared before `io` because destroying `io`
-// destroys any coroutine frame still parked in it, and those frames deregister from `live`.
+struct Connection;
+
+// One io_context and the connections it serves. `live` and `input_cut` are touched only on
+// this context's thread. `live` is declared before `io` because destroying `io` destroys any
+// coroutine frame still parked in it, and those frames deregister from `live`.
 struct Worker {
-  std::unordered_set<tcp::socket*> live;
+  std::unordered_set<Connection*> live;
   bool input_cut = false;  // the drain deadline passed: read no more, flush what is owed
   asio::io_context io{1};  // concurrency hint: exactly one thread runs it
   asio::executor_work_guard<asio::io_context::executor_type> keep_running{io.get_executor()};
@@ -68,11 +72,12 @@ struct Connection {
         socket(std::move(connected)),
         ticket(std::move(admitted)),
         session(context.config.protocol) {
-    worker.live.insert(&socket);
+    if (context.config.work.kind == WorkKind::wait) work_timer.emplace(socket.get_executor());
+    worker.live.insert(this);
   }
   ~Connection() {
     counters.flush_to(stats);
-    worker.live.erase(&socket);
+    worker.live.erase(this);
   }
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
@@ -84,6 +89,14 @@ struct Connection {
   Session session;
   ConnectionCounters counters;
   Clock::time_point deadline{};  // idle deadline; every read and write pushes it forward
+  std::optional<asio::steady_timer> work_timer;  // --work wait only
+
+  // Ends whatever the echo coroutine awaits: a read or write fails with operation_aborted
+  // (or bad_descriptor), and so does a --work wait, which is not on the socket.
+  void close() {
+    socket.close();
+    if (work_timer) work_timer->cancel();
+  }
 };
 
 class Server {
@@ -186,7 +199,7 @@ class Server {
     }
     for (auto& w : workers_) {
       asio::post(w->io, [&worker = *w] {
-        for (tcp::socket* socket : worker.live) socket->close();  // aborts its pending read/write
+        for (Connection* c : worker.live) c->close();  // aborts its pending read/write/wait
         worker.keep_running.reset();
       });
     }
@@ -204,8 +217,7 @@ class Server {
   static void cut_input(Worker& worker) {
     worker.input_cut = true;
     std::error_code ignored;
-    for (tcp::socket* socket : worker.live)
-      socket->shutdown(tcp::socket::shutdown_receive, ignored);
+    for (Connection* c : worker.live) c->socket.shutdown(tcp::socket::shutdown_receive, ignored);
   }
 
   // The ticket moves into the Connection, which gives it back when the connection ends.
@@ -222,6 +234,7 @@ class Server {
       } else {
         co_await echo(connection);
       }
+      count_protocol_error(connection.session, context_.stats, connection.socket.native_handle());
     } catch (const std::exception& e) {
       spdlog::debug("connection failed: {}", e.what());
       if (admitted.ticket) {
@@ -236,6 +249,7 @@ class Server {
   // The echo loop, straight-line. Session decides what to send and when to stop; no allocation
   // or copy per message (Asio recycles the per-operation frames; see docs/COROUTINES.md).
   asio::awaitable<void> echo(Connection& c) {
+    const WorkConfig& work = context_.config.work;
     for (;;) {
       if (c.session.has_output()) {
         const auto out = c.session.output();
@@ -250,6 +264,22 @@ class Server {
         touch(c);
       }
       if (c.session.finished()) co_return;
+      if (work.enabled() && c.session.pending_count() > 0) {
+        // One message's work, then its echo (above), then the next. Straight-line: no read
+        // while work is pending; the socket buffers what the peer sends meanwhile.
+        if (!c.work_timer) {  // cpu or block: right here, and this context's thread waits
+          work_pending_inline(c.session, work);
+          touch(c);  // time spent working for the peer is not its idle time
+          continue;
+        }
+        // A wait parks this coroutine alone. The input cut leaves it be; a close cancels it.
+        touch(c, work.duration);  // working for the peer is not idling
+        c.work_timer->expires_after(work.duration);
+        auto [error] = co_await c.work_timer->async_wait(kNoThrow);
+        if (error) co_return;  // cancelled by the idle watchdog (operator||) or the drain
+        c.session.release_message();
+        continue;
+      }
       if (c.worker.input_cut) {  // the drain deadline: like the peer's EOF, all received is owed
         c.session.on_peer_eof();
         continue;
@@ -282,9 +312,10 @@ class Server {
     }
   }
 
-  void touch(Connection& c) const {
+  // `busy`: work about to run for the connection, which does not count as idle time.
+  void touch(Connection& c, Clock::duration busy = {}) const {
     if (context_.config.idle_timeout.count() > 0)
-      c.deadline = Clock::now() + context_.config.idle_timeout;
+      c.deadline = Clock::now() + context_.config.idle_timeout + busy;
   }
 
   // Our own cancellation (idle timeout, drain cut) is not an error; a peer's reset is.

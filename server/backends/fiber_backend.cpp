@@ -19,6 +19,7 @@
 #include "app/backend_registry.hpp"
 #include "fiber/fiber_scheduler.hpp"
 #include "lifecycle/connection_options.hpp"
+#include "lifecycle/messages.hpp"
 #include "lifecycle/threads.hpp"
 #include "poller/multiplexer.hpp"
 #include "polyecho/acceptor.hpp"
@@ -28,6 +29,20 @@ namespace polyecho {
 namespace {
 
 using Wake = FiberScheduler::Wake;
+
+// --work for what is pending. cpu and block run right here, on the scheduler's thread, for
+// every pending message: each other fiber of this thread waits meanwhile. A wait is a fiber
+// sleep for the first message only, which parks this fiber alone; the input cut does not end
+// it early. Returns false when the fiber was cancelled (the flush grace is over).
+bool work_on_pending(FiberScheduler& scheduler, Session& session, const WorkConfig& work) {
+  if (work.kind != WorkKind::wait) {
+    work_pending_inline(session, work);
+    return true;
+  }
+  if (scheduler.sleep(work.duration) == Wake::cancelled) return false;
+  session.release_message();
+  return true;
+}
 
 // One connection, start to end, on its fiber's stack. The socket is non-blocking: EAGAIN
 // becomes a wait. A wait that times out (idle) or is cancelled (flush grace over) ends it; at
@@ -52,6 +67,12 @@ void serve(FiberScheduler& scheduler, unique_fd connection, const ServerConfig& 
       }
     }
     if (error != 0 || session.has_output() || session.finished()) break;
+    if (config.work.enabled() && session.pending_count() > 0) {
+      // One message's work, then its echo (above), then the next: straight-line, so this
+      // fiber does not read while work is pending; the socket buffers what the peer sends.
+      if (!work_on_pending(scheduler, session, config.work)) break;
+      continue;
+    }
     if (scheduler.input_cut()) {
       session.on_peer_eof();  // the drain deadline: read no more, echo what was received
       continue;
@@ -73,6 +94,7 @@ void serve(FiberScheduler& scheduler, unique_fd connection, const ServerConfig& 
     }  // `input_cut` is seen at the top of the next pass
   }
   counters.flush_to(stats);
+  count_protocol_error(session, stats, fd.get());
   if (error != 0) {
     stats.errors.fetch_add(1, std::memory_order_relaxed);
     spdlog::debug("connection fd {} ended: {}", fd.get(), std::strerror(error));

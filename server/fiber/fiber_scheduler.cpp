@@ -76,7 +76,7 @@ void FiberScheduler::resume(Task& task, Wake wake) {
 }
 
 // Inside a fiber: file it under its deadline, switch to the loop, report why we are back.
-FiberScheduler::Wake FiberScheduler::park(std::chrono::milliseconds timeout) {
+FiberScheduler::Wake FiberScheduler::park(Clock::duration timeout) {
   Task& task = *current_;
   if (timeout.count() > 0) {
     task.deadline = Clock::now() + timeout;
@@ -108,7 +108,7 @@ FiberScheduler::Wake FiberScheduler::wait(int fd, std::uint32_t interest,
   return park(timeout);
 }
 
-FiberScheduler::Wake FiberScheduler::sleep(std::chrono::milliseconds duration) {
+FiberScheduler::Wake FiberScheduler::sleep(Clock::duration duration) {
   Task& task = *current_;
   if (task.cancelled) return Wake::cancelled;
   // Not watching anything while asleep: a level-triggered fd left registered would wake the
@@ -144,6 +144,7 @@ void FiberScheduler::unwatch(Task& task) {
   multiplexer_->remove(task.watched_fd);
   by_fd_[static_cast<std::size_t>(task.watched_fd)] = nullptr;
   task.watched_fd = -1;
+  task.watched_interest = 0;  // cut_input() must not take a sleeper for a reader
 }
 
 void FiberScheduler::run() {

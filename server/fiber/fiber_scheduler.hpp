@@ -58,7 +58,11 @@ class FiberScheduler {
   // (zero: no timeout) or the fiber is cancelled. The fd stays registered until the next wait
   // on another fd or forget(); spurious `ready` is possible (retry the syscall).
   [[nodiscard]] Wake wait(int fd, std::uint32_t interest, std::chrono::milliseconds timeout);
-  [[nodiscard]] Wake sleep(std::chrono::milliseconds duration);
+  // Inside a fiber: park for `duration` (a back-off, or a --work wait), watching no fd.
+  // Returns `timed_out` when the time is up, or `cancelled`. The input cut does not wake a
+  // sleeper (it only ends waits to read), so a connection's work in flight at the drain
+  // deadline still runs to its end; the flush grace's cancel does.
+  [[nodiscard]] Wake sleep(Clock::duration duration);
   // Inside a fiber, before it closes an fd it waited on.
   void forget(int fd);
   // The drain deadline passed: connections must read no more, only flush (see above).
@@ -92,7 +96,7 @@ class FiberScheduler {
   static void failed(const std::exception& error) noexcept;
   boost::context::fiber left(Task& task) noexcept;
   void resume(Task& task, Wake wake);
-  Wake park(std::chrono::milliseconds timeout);
+  Wake park(Clock::duration timeout);
   void watch(Task& task, int fd, std::uint32_t interest);
   void unwatch(Task& task);
   void dispatch(const ReadyEvent& event, Kind kind);

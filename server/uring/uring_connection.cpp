@@ -21,6 +21,7 @@
 #include <cstring>
 #include <utility>
 
+#include "lifecycle/messages.hpp"
 #include "uring/uring_worker.hpp"
 
 namespace polyecho::uring {
@@ -93,6 +94,7 @@ void UringWorker::on_cancelled(Connection& c) {
 
 // Decides the connection's next operations from its state; the only place that arms them.
 void UringWorker::progress(Connection& c) {
+  if (config_.work.enabled()) start_work(c);  // may release messages into output()
   if (!c.send_armed) {
     if (c.staged > 0) c.session.on_received(std::exchange(c.staged, 0));
     // Only once no recv is in flight: its completion may still carry bytes to echo.
@@ -179,6 +181,10 @@ void UringWorker::close_connection(Connection& c, int error) {
       c.cancel_pending = true;
       ++c.inflight;
     }
+    if (c.work_armed) {
+      cancel(tag(&c, kWork));  // a wait may be long (up to a minute): do not sit it out
+      ++c.inflight;
+    }
   }
   free_if_done(c);
 }
@@ -187,6 +193,7 @@ void UringWorker::free_if_done(Connection& c) {
   if (c.inflight > 0) return;
   if (c.starved) std::erase(starved_, &c);
   c.counters.flush_to(context_.stats);
+  count_protocol_error(c.session, context_.stats, c.fd.get());
   closing_.erase(c.self);  // gives the ticket back, closes the socket
 }
 

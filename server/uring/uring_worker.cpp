@@ -32,6 +32,9 @@ UringWorker::UringWorker(ServerContext& context, unique_fd listener)
       listener_(std::move(listener)),
       ring_(RingOptions{.sqpoll = context.config.sqpoll}),
       drain_(context.config.drain_timeout) {
+  const auto wait = context.config.work.duration;
+  work_wait_.tv_sec = wait.count() / 1'000'000;
+  work_wait_.tv_nsec = (wait.count() % 1'000'000) * 1'000;
   if (ring_.features().buffer_ring) {
     try {
       small_pool_.emplace(*ring_.get(), 0, kSmallBuffers, kSmallBufferSize);
@@ -82,6 +85,8 @@ void UringWorker::handle(const Completion& completion) {
       on_recv(*c, completion.res, completion.flags);
     else if (op == kSend)
       on_send(*c, completion.res);
+    else if (op == kWork)
+      on_work_done(*c);
     else
       on_cancelled(*c);
     return;
@@ -181,7 +186,12 @@ void UringWorker::on_tick() {
   }
   if (config_.idle_timeout.count() > 0) {
     while (!open_.empty() && now_ - open_.front().last_active >= config_.idle_timeout) {
-      close_connection(open_.front(), 0);
+      // A connection whose work is in flight is not idle: we owe it an answer.
+      if (open_.front().work_armed) {
+        touch(open_.front());
+      } else {
+        close_connection(open_.front(), 0);
+      }
     }
   }
   const auto phase = drain_.advance(now_);

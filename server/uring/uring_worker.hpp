@@ -20,7 +20,8 @@ using Clock = std::chrono::steady_clock;
 
 // One accepted connection. Owned by its worker's lists; freed only when `inflight` is zero,
 // because the kernel still holds its address in the user_data of every pending operation.
-struct Connection {
+// 16-aligned: the operation tag takes the low 4 bits of its address (see Op).
+struct alignas(16) Connection {
   Connection(AdmittedConnection admitted, const ProtocolConfig& protocol)
       : fd(std::move(admitted.fd)), ticket(std::move(admitted.ticket)), session(protocol) {}
 
@@ -39,13 +40,14 @@ struct Connection {
   bool recv_armed = false;
   bool send_armed = false;  // at most one send in flight: bytes leave in order
   bool cancel_pending = false;
-  bool starved = false;   // a recv found the pool empty (-ENOBUFS); re-armed after the batch
-  bool peer_eof = false;  // the peer's EOF arrived, or the drain deadline cut our input
+  bool work_armed = false;  // --work wait: the first pending message's timeout is in flight
+  bool starved = false;     // a recv found the pool empty (-ENOBUFS); re-armed after the batch
+  bool peer_eof = false;    // the peer's EOF arrived, or the drain deadline cut our input
   bool closing = false;
 };
 
 // What a CQE completes: a Connection's address with the operation in its low bits (the
-// address is 8-aligned), or a null address for the worker's own operations.
+// address is 16-aligned), or a null address for the worker's own operations.
 enum Op : std::uint64_t {
   kRecv = 1,
   kSend = 2,
@@ -53,9 +55,10 @@ enum Op : std::uint64_t {
   kAccept = 4,
   kTimer = 5,
   kStop = 6,
-  kLoopCancel = 7
+  kLoopCancel = 7,
+  kWork = 8,  // a connection's --work wait (an IORING_OP_TIMEOUT)
 };
-constexpr std::uint64_t kOpMask = 7;
+constexpr std::uint64_t kOpMask = 15;
 static_assert(alignof(Connection) > kOpMask, "operation tags live in the low bits of the address");
 inline std::uint64_t tag(const Connection* c, Op op) {
   return reinterpret_cast<std::uint64_t>(c) | op;
@@ -98,6 +101,10 @@ class UringWorker {
   void free_if_done(Connection& c);
   void rearm_starved();
 
+  // Per-message work, --work (uring_work.cpp).
+  void start_work(Connection& c);
+  void on_work_done(Connection& c);
+
   ServerContext& context_;
   const ServerConfig& config_;
   unique_fd listener_;
@@ -119,6 +126,7 @@ class UringWorker {
   std::optional<Clock::time_point> accept_paused_until_;
   std::uint64_t accept_backoffs_ = 0;  // EMFILE/ENFILE backoffs in the current burst
   __kernel_timespec tick_{};
+  __kernel_timespec work_wait_{};  // --work wait: every wait is this long (read at submission)
 };
 
 }  // namespace polyecho::uring
