@@ -28,7 +28,7 @@ Payload::Payload(std::size_t size)
 }
 
 std::size_t Payload::rotation(std::uint32_t conn, std::uint64_t seq) noexcept {
-  return static_cast<std::size_t>((conn * 37u + seq * 11u) % kRotations);
+  return static_cast<std::size_t>((std::uint64_t{conn} * 37u + seq * 11u) % kRotations);
 }
 
 void Payload::fill(std::uint32_t conn, std::uint64_t seq, std::size_t offset,

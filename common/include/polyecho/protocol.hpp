@@ -17,7 +17,7 @@ struct ProtocolConfig {
   std::size_t max_line = 65536;
   // Cap on bytes held per connection (owed output plus an incomplete line). Reaching it means
   // "stop reading until the peer drains its echo".
-  std::size_t max_buffer = 1024 * 1024;
+  std::size_t max_buffer = std::size_t{1024} * 1024;
 };
 
 // What the transport should do after handing bytes to the protocol.
