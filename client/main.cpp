@@ -6,7 +6,9 @@
 #include "client_options.hpp"
 #include "polyecho/socket_ops.hpp"
 
-int main(int argc, char** argv) {
+// A function-try-block: an exception from building the command line (CLI11 throws on a
+// malformed option) or from a command ends in one line on stderr and exit 1, never terminate().
+int main(int argc, char** argv) try {
   using namespace polyecho::client;
   CLI::App app{"polyecho-client: talk to a polyecho (or any echo) server", "polyecho-client"};
   app.require_subcommand(0, 1);
@@ -38,12 +40,10 @@ int main(int argc, char** argv) {
   }
 
   polyecho::ignore_sigpipe();
-  try {
-    if (send->parsed()) return run_send(options, words, frame);
-    if (bench.parsed()) return bench.run();
-    return run_interactive(options);
-  } catch (const std::exception& e) {
-    fmt::print(stderr, "polyecho-client: {}\n", e.what());
-    return 1;
-  }
+  if (send->parsed()) return run_send(options, words, frame);
+  if (bench.parsed()) return bench.run();
+  return run_interactive(options);
+} catch (const std::exception& e) {
+  fmt::print(stderr, "polyecho-client: {}\n", e.what());
+  return 1;
 }

@@ -133,7 +133,7 @@ int run_send(const ConnectOptions& options, const std::vector<std::string>& word
   bool input_done = !from_stdin;
   bool write_shut = false;
   const int timeout_ms = static_cast<int>(options.timeout_seconds * 1000);
-  std::vector<char> chunk(64 * 1024);
+  std::vector<char> chunk(std::size_t{64} * 1024);
 
   for (;;) {
     const bool have_outgoing = sent < outgoing.size();

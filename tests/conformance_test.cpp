@@ -68,6 +68,7 @@ TEST_P(Conformance, ServesFiftyConcurrentClientsIntact) {
   constexpr int kClients = 50;
   std::atomic<int> intact{0};
   std::vector<std::thread> clients;
+  clients.reserve(kClients);
   for (int id = 0; id < kClients; ++id) {
     clients.emplace_back([&, id] {
       auto fd = connect_loopback(server->port());
@@ -86,7 +87,7 @@ TEST_P(Conformance, ServesFiftyConcurrentClientsIntact) {
 TEST_P(Conformance, HalfCloseEchoesEverythingThenCloses) {
   auto server = start();
   auto fd = connect_loopback(server->port());
-  const std::string payload = random_bytes(100 * 1024, 7);
+  const std::string payload = random_bytes(std::size_t{100} * 1024, 7);
   std::thread writer([&] {
     send_text(fd.get(), payload);
     ::shutdown(fd.get(), SHUT_WR);

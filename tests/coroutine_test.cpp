@@ -59,7 +59,7 @@ bool round_trip(int fd, const std::string& message) {
 class Coroutines : public ::testing::TestWithParam<BackendCase> {
  protected:
   std::unique_ptr<ServerProcess> start(const std::vector<std::string>& extra = {},
-                                       ServerProcess::Options options = {}) {
+                                       const ServerProcess::Options& options = {}) {
     return start_server(GetParam().args(extra), options);
   }
 };
@@ -72,6 +72,7 @@ TEST_P(Coroutines, TwoThousandConcurrentClientsEachDoRoundTripsIntact) {
   // Every client is connected before any traffic, so all of them are open at once, and the
   // rounds interleave across all of them.
   std::vector<unique_fd> clients;
+  clients.reserve(kClients);
   for (int i = 0; i < kClients; ++i) clients.push_back(connect_loopback(server->port()));
   int intact = 0;
   for (int round = 0; round < kRounds; ++round) {
@@ -110,6 +111,7 @@ TEST_P(Coroutines, StopMidTrafficCutsEveryoneAtTheDeadlineAndExitsZero) {
   }
   // 3) Chatty clients: round trips until the server cuts them.
   std::vector<std::future<PeerEnd>> chatty;
+  chatty.reserve(4);
   std::atomic<int> chatting{0};
   for (int i = 0; i < 4; ++i) {
     chatty.push_back(std::async(std::launch::async, [&, i] {

@@ -66,13 +66,13 @@ TEST(FiberStackPool, StackIsWritableAndTheGuardPageBelowIsProtNone) {
   static_cast<char*>(stack.sp)[-1] = 'x';
   EXPECT_EQ(::write(write_end.get(), static_cast<char*>(stack.sp) - 1, 1), 1);
   errno = 0;
-  EXPECT_EQ(::write(write_end.get(), reinterpret_cast<const char*>(bottom - 1), 1), -1);
+  EXPECT_EQ(::write(write_end.get(), static_cast<const char*>(stack.sp) - stack.size - 1, 1), -1);
   EXPECT_EQ(errno, EFAULT);
   pool.deallocate(stack);
 }
 
 TEST(FiberStackPool, WritingIntoTheGuardPageKillsWithSigsegv) {
-  FiberStackPool pool(64 * 1024, 1);
+  FiberStackPool pool(std::size_t{64} * 1024, 1);
   auto stack = pool.allocate();
   volatile char* guard = static_cast<char*>(stack.sp) - stack.size - 1;
   const pid_t child = ::fork();
@@ -90,7 +90,7 @@ TEST(FiberStackPool, WritingIntoTheGuardPageKillsWithSigsegv) {
 }
 
 TEST(FiberStackPool, FreedStacksAreReusedUpToTheBound) {
-  FiberStackPool pool(16 * 1024, 2);
+  FiberStackPool pool(std::size_t{16} * 1024, 2);
   auto a = pool.allocate();
   auto b = pool.allocate();
   auto c = pool.allocate();
@@ -111,7 +111,7 @@ TEST(FiberStackPool, FreedStacksAreReusedUpToTheBound) {
 // The pool is a Boost.Context StackAllocator: a fiber really runs on the stack it hands out,
 // and gives it back when the fiber ends.
 TEST(FiberStackPool, BoostFiberRunsOnAPooledStackAndReturnsIt) {
-  FiberStackPool pool(64 * 1024, 4);
+  FiberStackPool pool(std::size_t{64} * 1024, 4);
   std::uintptr_t local_at = 0;
   boost::context::fiber f(std::allocator_arg, PooledStackAllocator{&pool},
                           [&local_at](boost::context::fiber&& caller) {

@@ -49,8 +49,8 @@ TEST_P(FlowControl, PipelinedSmallMessagesComeBackIntact) {
 constexpr int kStallMs = 500;
 
 TEST_P(FlowControl, SlowReaderKeepsMemoryBoundedAndOthersServed) {
-  constexpr std::size_t kMaxBuffer = 256 * 1024;
-  constexpr long kSlackKib = 6 * 1024;  // allocator and stack noise, not a second buffer
+  constexpr std::size_t kMaxBuffer = std::size_t{256} * 1024;
+  constexpr long kSlackKib = 6L * 1024;  // allocator and stack noise, not a second buffer
   auto server = start({"--max-buffer", std::to_string(kMaxBuffer)});
   const bool concurrent = GetParam().serves_concurrently;
   // The iterative model would serve this one first and make the slow one wait: not here.
@@ -77,7 +77,7 @@ TEST_P(FlowControl, SlowReaderKeepsMemoryBoundedAndOthersServed) {
     }
     pollfd p{slow.get(), POLLOUT, 0};
     if (::poll(&p, 1, kStallMs) == 0) break;
-    const IoResult r = send_some(slow.get(), all.substr(sent, 64 * 1024));
+    const IoResult r = send_some(slow.get(), all.substr(sent, std::size_t{64} * 1024));
     if (r.bytes > 0)
       sent += static_cast<std::size_t>(r.bytes);
     else

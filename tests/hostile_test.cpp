@@ -68,7 +68,7 @@ std::uint64_t stat_field(const std::string& line, const std::string& key) {
 class Hostile : public ::testing::TestWithParam<BackendCase> {
  protected:
   std::unique_ptr<ServerProcess> start(const std::vector<std::string>& extra = {},
-                                       ServerProcess::Options options = {}) {
+                                       const ServerProcess::Options& options = {}) {
     return start_server(GetParam().args(extra), options);
   }
   [[nodiscard]] bool concurrent() const { return GetParam().serves_concurrently; }
@@ -105,6 +105,7 @@ TEST_P(Hostile, FloodBeyondMaxConnectionsClosesExtrasAndKeepsTheAdmitted) {
     ASSERT_TRUE(round_trip(admitted.back().get(), "admitted " + std::to_string(i)));
   }
   std::vector<unique_fd> extras;
+  extras.reserve(3);
   for (int i = 0; i < 3; ++i) extras.push_back(connect_loopback(server->port()));
   if (concurrent()) {
     for (auto& extra : extras) {
@@ -177,6 +178,7 @@ TEST_P(Hostile, DescriptorExhaustionNeitherSpinsNorStopsService) {
   auto a = connect_loopback(server->port());
   ASSERT_TRUE(round_trip(a.get(), "A before"));
   std::vector<unique_fd> held;
+  held.reserve(kAttempts);
   for (int i = 0; i < kAttempts; ++i) held.push_back(connect_loopback(server->port()));
   // A measurement window, not synchronisation: nothing is awaited here. A server spinning on
   // a readable listener it cannot accept from burns a full core (3 s of CPU) in it.
@@ -240,8 +242,9 @@ TEST_P(Hostile, KeepaliveOptionArmsTheTimerOnServerSockets) {
 TEST_P(Hostile, LineModeEchoesBinaryGarbageExactly) {
   auto server = start({"--mode", "line"});
   auto fd = connect_loopback(server->port());
-  const std::string garbage = std::string("nul\0in\0the\0middle\n", 19) + "\xff\xfe\xc3\x28\n" +
-                              "a\rb\n" + std::string("\0\n", 2) + "\r\r\n";
+  using namespace std::string_literals;  // "..."s keeps the embedded NULs
+  const std::string garbage =
+      "nul\0in\0the\0middle\n"s + "\xff\xfe\xc3\x28\n" + "a\rb\n" + "\0\n"s + "\r\r\n";
   ASSERT_TRUE(send_text(fd.get(), garbage));
   EXPECT_EQ(recv_exact(fd.get(), garbage.size()), garbage);
 }
@@ -250,7 +253,7 @@ TEST_P(Hostile, LineModeTenMebibyteLineGetsTheErrorAndBoundedMemory) {
   // Per process: the 1 MiB default --max-buffer plus allocator (and asan) noise, well below
   // what holding the 10 MiB line would cost. Sums over processes would count pages a pool's
   // workers share with the master (and workers still starting up) as growth.
-  constexpr long kSlackKib = 16 * 1024;
+  constexpr long kSlackKib = 16L * 1024;
   auto server = start({"--mode", "line"});
   const long idle_kib = server->rss_kib();
   auto fd = connect_loopback(server->port());
@@ -259,8 +262,8 @@ TEST_P(Hostile, LineModeTenMebibyteLineGetsTheErrorAndBoundedMemory) {
   std::thread writer([&] {
     // Sampled per 256 KiB sent. The server may close (and reset) long before the end: the
     // send then fails, which is the expected outcome, not an error.
-    for (std::size_t at = 0; at < line.size(); at += 256 * 1024) {
-      if (!send_text(fd.get(), std::string_view(line).substr(at, 256 * 1024))) break;
+    for (std::size_t at = 0; at < line.size(); at += std::size_t{256} * 1024) {
+      if (!send_text(fd.get(), std::string_view(line).substr(at, std::size_t{256} * 1024))) break;
       peak_kib = std::max(peak_kib.load(), server->max_rss_kib());
     }
   });
@@ -298,7 +301,7 @@ TEST_P(Hostile, StopUnderLoadEchoesEverythingReceivedAndExitsZero) {
   std::thread writer([&] {
     std::size_t at = 0;
     while (!stop_writing) {
-      const std::size_t n = std::min<std::size_t>(64 * 1024, block.size() - at);
+      const std::size_t n = std::min(std::size_t{64} * 1024, block.size() - at);
       if (!send_text(fd.get(), std::string_view(block).substr(at, n))) break;  // cut: expected
       at = (at + n) % block.size();
     }

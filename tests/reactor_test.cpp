@@ -56,7 +56,7 @@ std::string tagged(std::string text, std::size_t n) {
 class Readiness : public ::testing::TestWithParam<BackendCase> {
  protected:
   std::unique_ptr<ServerProcess> start(const std::vector<std::string>& extra = {},
-                                       ServerProcess::Options options = {}) {
+                                       const ServerProcess::Options& options = {}) {
     return start_server(GetParam().args(extra), options);
   }
 };
@@ -68,6 +68,7 @@ TEST_P(ManyConnections, ServesTwoThousandConcurrentConnections) {
   raise_fd_limit(2 * kClients + 100);
   auto server = start();
   std::vector<unique_fd> clients;
+  clients.reserve(kClients);
   for (int i = 0; i < kClients; ++i) clients.push_back(connect_loopback(server->port()));
   // All connected before any byte moves, so the server really holds 2,000 at once.
   for (int i = 0; i < kClients; ++i)
@@ -83,7 +84,7 @@ TEST_P(ManyConnections, ServesTwoThousandConcurrentConnections) {
 class SelectCeiling : public Readiness {};
 
 TEST_P(SelectCeiling, ServesUpToFdSetSizeThenRefusesCleanly) {
-  raise_fd_limit(3 * FD_SETSIZE);
+  raise_fd_limit(rlim_t{3} * FD_SETSIZE);
   auto server = start();
   // One at a time, so the server's descriptors climb in order up to the ceiling.
   std::vector<unique_fd> clients;

@@ -114,6 +114,7 @@ class Haproxy {
     env_text.push_back("POLYECHO_LB_STATS_SOCKET=" + proxy->path("admin.sock"));
     env_text.push_back("POLYECHO_LB_CHECK_INTER=100ms");
     std::vector<char*> envp;
+    envp.reserve(env_text.size() + 1);
     for (auto& e : env_text) envp.push_back(e.data());
     envp.push_back(nullptr);
     std::string binary = ::access("/usr/sbin/haproxy", X_OK) == 0 ? "/usr/sbin/haproxy" : "haproxy";
@@ -294,6 +295,7 @@ TEST_F(ScaleOut, EveryReplicaServesTrafficThroughHaproxyWithoutErrors) {
   constexpr int kConnectionsEach = 10;
   std::atomic<int> failures{0};
   std::vector<std::thread> clients;
+  clients.reserve(kClients);
   for (int id = 0; id < kClients; ++id) {
     clients.emplace_back([&, id] {
       for (int n = 0; n < kConnectionsEach; ++n) {

@@ -163,7 +163,8 @@ TEST_P(Uring, SlowReaderIsBoundedByMaxBufferThenReadsBackIntact) {
   set_nonblocking(fd.get());
   std::size_t sent = 0;
   while (sent < payload.size()) {
-    const IoResult r = send_some(fd.get(), std::string_view(payload).substr(sent, 256 * 1024));
+    const IoResult r =
+        send_some(fd.get(), std::string_view(payload).substr(sent, std::size_t{256} * 1024));
     if (r.ok()) {
       sent += static_cast<std::size_t>(r.bytes);
       continue;
@@ -174,7 +175,7 @@ TEST_P(Uring, SlowReaderIsBoundedByMaxBufferThenReadsBackIntact) {
   }
   EXPECT_LT(sent, payload.size()) << "the server buffered 64 MiB for a client that reads nothing";
   const long grown_kib = server->rss_kib() - baseline_kib;
-  EXPECT_LT(grown_kib, static_cast<long>(kMaxBuffer / 1024) + 8 * 1024)
+  EXPECT_LT(grown_kib, static_cast<long>(kMaxBuffer / 1024) + 8L * 1024)
       << "RSS grew by " << grown_kib << " KiB";
 
   // Now read everything back while the rest is written.
@@ -197,7 +198,7 @@ void reset_on_close(int fd) {
 TEST_P(Uring, ManySlowReadersCannotStarveOtherClients) {
   auto server = start({"--max-buffer", "65536"});
   constexpr int kSlow = 96;  // 96 x 64 KiB is more than the whole 4 MiB pool
-  const std::string chunk = random_bytes(64 * 1024, 7);
+  const std::string chunk = random_bytes(std::size_t{64} * 1024, 7);
   std::vector<unique_fd> slow;
   for (int i = 0; i < kSlow; ++i) {
     slow.push_back(connect_loopback(server->port()));
@@ -207,6 +208,7 @@ TEST_P(Uring, ManySlowReadersCannotStarveOtherClients) {
   for (bool moved = true; moved;) {
     moved = false;
     std::vector<pollfd> writable;
+    writable.reserve(slow.size());
     for (auto& fd : slow) writable.push_back({fd.get(), POLLOUT, 0});
     if (::poll(writable.data(), writable.size(), 300) <= 0) break;
     for (const auto& p : writable) {
@@ -229,7 +231,7 @@ TEST_P(Uring, ManySlowReadersCannotStarveOtherClients) {
 
 TEST_P(Uring, ClientsVanishingWithOperationsInFlightLeaveTheServerServing) {
   auto server = start({"--max-buffer", "65536"});
-  const std::string chunk = random_bytes(256 * 1024, 3);
+  const std::string chunk = random_bytes(std::size_t{256} * 1024, 3);
   for (int round = 0; round < 3; ++round) {
     std::vector<unique_fd> clients;
     for (int i = 0; i < 60; ++i) {

@@ -154,6 +154,7 @@ int BenchCommand::run() const {
   std::vector<std::vector<std::uint32_t>> ids(plan.threads);
   for (std::uint32_t i = 0; i < plan.connections; ++i) ids[i % plan.threads].push_back(i);
   std::vector<std::unique_ptr<BenchWorker>> workers;
+  workers.reserve(ids.size());
   for (auto& share : ids) workers.push_back(std::make_unique<BenchWorker>(plan, std::move(share)));
 
   rusage before{};

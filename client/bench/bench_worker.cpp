@@ -22,7 +22,7 @@ constexpr std::int64_t kSweepInterval = 100'000'000;  // timeouts are checked ev
 // queue and the kernel then retries them only after a one-second SYN timeout, which would
 // measure the retransmit timer rather than the server.
 constexpr std::size_t kMaxConnecting = 256;
-constexpr std::size_t kScratchBytes = 64 * 1024;
+constexpr std::size_t kScratchBytes = std::size_t{64} * 1024;
 constexpr int kMaxEvents = 256;
 
 }  // namespace

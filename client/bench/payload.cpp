@@ -32,7 +32,7 @@ Payload::Payload(std::size_t size, bool framed)
 }
 
 std::size_t Payload::rotation(std::uint32_t conn, std::uint64_t seq) noexcept {
-  return static_cast<std::size_t>((conn * 37u + seq * 11u) % kRotations);
+  return static_cast<std::size_t>((std::uint64_t{conn} * 37u + seq * 11u) % kRotations);
 }
 
 // Wire offsets [0, head) are the frame header (when framed) and the message header; from

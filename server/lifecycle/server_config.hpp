@@ -51,7 +51,7 @@ struct ServerConfig {
   AcceptStrategy accept_strategy = AcceptStrategy::shared;  // prefork
   unsigned worker_threads = 1;                              // prefork: threads per worker process
   // Stackful fibers.
-  std::size_t stack_size = 64 * 1024;
+  std::size_t stack_size = std::size_t{64} * 1024;
   // io_uring.
   bool sqpoll = false;
 

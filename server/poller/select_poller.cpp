@@ -58,7 +58,7 @@ class SelectPoller final : public Multiplexer {
     // survive for the next call.
     fd_set readable = read_set_;
     fd_set writable = write_set_;
-    timeval tv{timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+    timeval tv{timeout_ms / 1000, (timeout_ms % 1000) * 1000L};
     const int n =
         ::select(max_fd_ + 1, &readable, &writable, nullptr, timeout_ms < 0 ? nullptr : &tv);
     if (n < 0) {

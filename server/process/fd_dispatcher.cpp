@@ -78,13 +78,14 @@ void FdDispatcher::on_done() {
 void FdDispatcher::dispatch(unique_fd connection) {
   // The master holds no tickets (the worker that serves a connection admits it), so it bounds
   // what it has in flight itself: handed over and not reported done, plus waiting.
-  if (serving_ + waiting_.size() >= config_.max_connections) {
-    admission_.reject(std::move(connection));
-  } else if (!hand_over(connection) && waiting_.size() < config_.queue_limit) {
+  // A connection no worker can take now waits, within --queue-limit; anything else is refused.
+  const bool room = serving_ + waiting_.size() < config_.max_connections;
+  if (room && hand_over(connection)) return;
+  if (room && waiting_.size() < config_.queue_limit) {
     waiting_.push_back(std::move(connection));
-  } else if (connection) {
-    admission_.reject(std::move(connection));
+    return;
   }
+  admission_.reject(std::move(connection));
 }
 
 void FdDispatcher::reject_queued() {

@@ -41,6 +41,7 @@ Spawned spawn(const std::vector<std::string>& command) {
   if (err_fd < 0) throw std::runtime_error("mkostemp failed");
   // Everything the child needs is prepared before fork: after it, only async-signal-safe calls.
   std::vector<char*> argv;
+  argv.reserve(command.size() + 1);
   for (const auto& word : command) argv.push_back(const_cast<char*>(word.c_str()));
   argv.push_back(nullptr);
   const pid_t pid = ::fork();
@@ -249,7 +250,7 @@ char process_state(pid_t pid) {
 }
 
 std::unique_ptr<ServerProcess> start_server(const std::vector<std::string>& args,
-                                            ServerProcess::Options options) {
+                                            const ServerProcess::Options& options) {
   auto server = ServerProcess::start(args, options);
   if (!server) throw std::runtime_error("server failed to start");
   return server;

@@ -83,7 +83,7 @@ char process_state(pid_t pid);
 
 // ServerProcess::start for fixtures: throws (ending the test) instead of returning nullptr.
 std::unique_ptr<ServerProcess> start_server(const std::vector<std::string>& args,
-                                            ServerProcess::Options options = {});
+                                            const ServerProcess::Options& options = {});
 
 struct CommandResult {
   int status;          // exit code, -1 if it did not exit normally

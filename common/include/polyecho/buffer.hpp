@@ -17,7 +17,7 @@ namespace polyecho {
 class Buffer {
  public:
   static constexpr std::size_t kReplyReserve = 128;
-  static constexpr std::size_t kInitialCapacity = 16 * 1024;
+  static constexpr std::size_t kInitialCapacity = std::size_t{16} * 1024;
 
   explicit Buffer(std::size_t soft_cap);
 

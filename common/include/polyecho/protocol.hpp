@@ -24,11 +24,11 @@ struct ProtocolConfig {
   std::size_t max_line = 65536;
   // Largest accepted frame payload in frame mode, header excluded (at most 2^32 - 1 can be
   // declared, so larger values mean "no limit").
-  std::size_t max_frame = 1024 * 1024;
+  std::size_t max_frame = std::size_t{1024} * 1024;
   // Cap on bytes held per connection (owed output, pending messages and an incomplete one).
   // Reaching it means "stop reading until the peer drains its echo". Raised when needed so one
   // maximal line or frame always fits.
-  std::size_t max_buffer = 1024 * 1024;
+  std::size_t max_buffer = std::size_t{1024} * 1024;
 };
 
 // What the transport should do after handing bytes to the protocol.
