@@ -71,7 +71,15 @@ INSTANTIATE_TEST_SUITE_P(
         BadFlag{{"--pool-strategy", "1"}, "--pool-strategy"},
         BadFlag{
             {"--accept-strategy", "steal"}, "--accept-strategy", {"shared", "reuseport", "fdpass"}},
-        BadFlag{{"--accept-strategy"}, "--accept-strategy"}));
+        BadFlag{{"--accept-strategy"}, "--accept-strategy"},
+        // Work needs messages: raw mode (the default) has none.
+        BadFlag{{"--work", "wait:1000"}, "--work", {"--mode line", "--mode frame"}},
+        BadFlag{{"--mode", "line", "--work", "sleep:10"}, "--work", {"cpu", "block", "wait"}},
+        BadFlag{{"--mode", "line", "--work", "cpu:0"}, "--work"},
+        BadFlag{{"--mode", "frame", "--work", "cpu"}, "--work"},
+        BadFlag{{"--mode", "line", "--gil"}, "--gil"},
+        BadFlag{{"--mode", "line", "--work", "wait:1000", "--gil"}, "--gil"},
+        BadFlag{{"--mode", "frame", "--max-frame", "-1"}, "--max-frame"}));
 
 struct Strategy {
   std::string backend;
@@ -136,7 +144,9 @@ TEST(ServerCli, HelpListsEachFlagUnderTheModelsItAppliesTo) {
       {"Server",
        {"--help", "--version", "--list-backends", "--json", "--backend", "--host", "--port",
         "--backlog", "--user", "--log-level"}},
-      {"Protocol (every model)", {"--mode", "--transform", "--max-line", "--max-buffer"}},
+      {"Protocol (every model)",
+       {"--mode", "--transform", "--max-line", "--max-frame", "--max-buffer"}},
+      {"Work per message (line and frame modes; docs/WORK.md)", {"--work", "--gil"}},
       {"Limits and lifecycle",
        {"--max-connections", "--max-per-ip", "--idle-timeout", "--drain-timeout", "--keepalive",
         "--workers"}},
