@@ -54,7 +54,8 @@ class DrainTimeline {
 
   // When the phase at `now` ends: the input cut while draining, the close while flushing;
   // nullopt while serving (no deadline yet) and once closing (none left).
-  [[nodiscard]] std::optional<Clock::time_point> next_deadline(Clock::time_point now) const noexcept {
+  [[nodiscard]] std::optional<Clock::time_point> next_deadline(
+      Clock::time_point now) const noexcept {
     switch (phase(now)) {
       case Phase::draining:
         return cut_at_;
