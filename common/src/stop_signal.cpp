@@ -1,6 +1,7 @@
 #include "polyecho/stop_signal.hpp"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -64,6 +65,14 @@ void close_if_open(std::atomic<int>& fd) {
 
 void install() {
   if (g_stop_read.load() < 0) make_pipe(g_stop_read, g_stop_write);
+  // ThreadSanitizer keeps a signal that lands outside an intercepted blocking call in
+  // per-thread state, which GCC 12's runtime allocates on the thread's first such call, and not
+  // reentrantly: a signal landing during that allocation is noted in a second copy that the
+  // interrupted allocation then overwrites, and is lost. Seen as a server that ignored SIGTERM
+  // and SIGINT sent while a sibling loop served the first client and loop 0 was still entering
+  // its first epoll_wait. So the receiving thread makes that first call here, before any
+  // handler is armed (a signal now takes its default action, and is not lost).
+  run_deferred_handlers();
   set_handler(SIGINT, on_stop_signal);
   set_handler(SIGTERM, on_stop_signal);
 }
@@ -73,6 +82,11 @@ bool requested() noexcept {
 }
 int stop_fd() noexcept {
   return g_stop_read.load();
+}
+
+// poll() on no fds with a zero timeout: an intercepted blocking call that returns at once.
+void run_deferred_handlers() noexcept {
+  [[maybe_unused]] const int ignored = ::poll(nullptr, 0, 0);
 }
 
 void request() noexcept {

@@ -17,6 +17,13 @@ struct BackendInfo {
   bool uses_workers = false;
   // False for models that serve one connection at a time (the others wait in the backlog).
   bool serves_concurrently = true;
+  // Connections meet several threads whatever the flags: a thread each, or a pool fed from
+  // another thread.
+  bool threaded = false;
+  // The flag whose value N is how many threads serve connections at once ("--workers" for a
+  // loop per thread, "--worker-threads" for threads per process); empty if no flag adds any.
+  // With `threaded` this tells tools which variants are multi-threaded (scripts/tsan-cases).
+  std::string threads_flag;
   // Higher wins when --backend is not given.
   int default_rank = 0;
   // Flag sets worth exercising besides the defaults, e.g. "--workers 2". The conformance suite

@@ -26,6 +26,8 @@ void print_backends(bool json) {
                       {"description", b.description},
                       {"uses_workers", b.uses_workers},
                       {"serves_concurrently", b.serves_concurrently},
+                      {"threaded", b.threaded},
+                      {"threads_flag", b.threads_flag},
                       {"variants", b.variants}});
     }
     fmt::print("{}\n", list.dump(2));

@@ -359,6 +359,8 @@ const BackendRegistrar kRegistrar{BackendInfo{
     .description = "C++20 coroutines on Asio: a coroutine per connection, --workers io_contexts",
     .uses_workers = true,
     .serves_concurrently = true,
+    .threaded = false,
+    .threads_flag = "--workers",
     .default_rank = 20,  // below epoll (100), above the blocking models
     .variants = {"--workers 2"},
     .create = [](const ServerConfig&) { return std::make_unique<AsioCoroBackend>(); },

@@ -37,6 +37,8 @@ const BackendRegistrar kRegistrar{BackendInfo{
     .description = "reactor on epoll(7); --edge-triggered, --workers N threads with SO_REUSEPORT",
     .uses_workers = true,
     .serves_concurrently = true,
+    .threaded = false,
+    .threads_flag = "--workers",
     .default_rank = 100,
     .variants = {"--edge-triggered", "--workers 2", "--edge-triggered --workers 2"},
     .create = [](const ServerConfig& config) { return std::make_unique<EpollBackend>(config); },

@@ -198,6 +198,8 @@ const BackendRegistrar kRegistrar{BackendInfo{
                    "scheduler; --workers N threads, --stack-size",
     .uses_workers = true,
     .serves_concurrently = true,
+    .threaded = false,
+    .threads_flag = "--workers",
     .default_rank = 15,  // below epoll (100) and asio-coro (20), above the blocking models
     .variants = {"--workers 2"},
     .create = [](const ServerConfig& config) { return std::make_unique<FiberBackend>(config); },

@@ -80,6 +80,8 @@ const BackendRegistrar kRegistrar{BackendInfo{
     .description = "a child process per connection; the parent accepts and reaps",
     .uses_workers = false,
     .serves_concurrently = true,
+    .threaded = false,
+    .threads_flag = "",
     .default_rank = 1,
     .variants = {},
     .create = [](const ServerConfig&) { return std::make_unique<ForkBackend>(); },

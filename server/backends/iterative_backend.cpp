@@ -30,6 +30,8 @@ const BackendRegistrar kRegistrar{BackendInfo{
     .description = "one connection at a time on one thread; the rest wait in the backlog",
     .uses_workers = false,
     .serves_concurrently = false,
+    .threaded = false,
+    .threads_flag = "",
     .default_rank = 0,
     .variants = {},
     .create = [](const ServerConfig&) { return std::make_unique<IterativeBackend>(); },

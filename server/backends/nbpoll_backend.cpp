@@ -22,6 +22,8 @@ const BackendRegistrar kRegistrar{BackendInfo{
         "non-blocking sockets tried in turn, no readiness API; backs off (<=4 ms) when idle",
     .uses_workers = false,
     .serves_concurrently = true,
+    .threaded = false,
+    .threads_flag = "",
     .default_rank = 2,
     .variants = {},
     .create = [](const ServerConfig&) { return std::make_unique<NbpollBackend>(); },

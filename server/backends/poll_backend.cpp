@@ -16,6 +16,8 @@ const BackendRegistrar kRegistrar{BackendInfo{
     .description = "one reactor thread on poll(2); no fd ceiling, O(connections) per wakeup",
     .uses_workers = false,
     .serves_concurrently = true,
+    .threaded = false,
+    .threads_flag = "",
     .default_rank = 4,
     .variants = {},
     .create = [](const ServerConfig&) { return std::make_unique<PollBackend>(); },

@@ -127,6 +127,8 @@ const BackendRegistrar kRegistrar{BackendInfo{
     .description = "worker processes forked up front; shared accept, SO_REUSEPORT or fd passing",
     .uses_workers = true,
     .serves_concurrently = true,
+    .threaded = false,
+    .threads_flag = "--worker-threads",
     .default_rank = 4,
     // reuseport hashes clients to workers regardless of who is idle, and separate listeners
     // give no order between near-simultaneous clients (which one --max-connections refuses),

@@ -17,6 +17,8 @@ const BackendRegistrar kRegistrar{BackendInfo{
     .description = "one reactor thread on select(2); fds >= FD_SETSIZE (1024) are refused",
     .uses_workers = false,
     .serves_concurrently = true,
+    .threaded = false,
+    .threads_flag = "",
     .default_rank = 3,
     .variants = {},
     .create = [](const ServerConfig&) { return std::make_unique<SelectBackend>(); },

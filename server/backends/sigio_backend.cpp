@@ -26,6 +26,8 @@ const BackendRegistrar kRegistrar{BackendInfo{
                    "signals, sigtimedwait); re-checks all fds when the queue overflows",
     .uses_workers = false,
     .serves_concurrently = true,
+    .threaded = false,
+    .threads_flag = "",
     .default_rank = 1,
     .variants = {},
     .create = [](const ServerConfig&) { return std::make_unique<SigioBackend>(); },

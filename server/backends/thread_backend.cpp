@@ -117,6 +117,8 @@ const BackendRegistrar kRegistrar{BackendInfo{
     .description = "a thread per connection with blocking IO; bounded by --max-connections",
     .uses_workers = false,
     .serves_concurrently = true,
+    .threaded = true,
+    .threads_flag = "",
     .default_rank = 10,
     .variants = {},
     .create = [](const ServerConfig&) { return std::make_unique<ThreadBackend>(); },

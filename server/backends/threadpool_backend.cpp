@@ -63,6 +63,8 @@ const BackendRegistrar kRegistrar{BackendInfo{
     .description = "a fixed pool of blocking threads fed by a bounded queue or shared accept()",
     .uses_workers = true,
     .serves_concurrently = true,
+    .threaded = true,
+    .threads_flag = "--workers",
     .default_rank = 5,
     // Three threads at least: the conformance scenarios hold three clients open at once.
     .variants = {"--workers 3", "--pool-strategy accept", "--pool-strategy accept --workers 3"},

@@ -39,6 +39,8 @@ const BackendRegistrar kRegistrar{BackendInfo{
         "io_uring completions: multishot accept, recv into provided buffers; --workers rings",
     .uses_workers = true,
     .serves_concurrently = true,
+    .threaded = false,
+    .threads_flag = "--workers",
     .default_rank = 5,  // never the default: io_uring may be disabled at run time
     .variants = {"--workers 2"},
     .create =

@@ -36,7 +36,9 @@ template <typename Body>
 }
 
 // Runs `count` event loops (at least one) to completion: loop 0 on the calling thread, which
-// keeps receiving SIGINT/SIGTERM, the others on threads started with start_thread(). A loop
+// keeps receiving SIGINT/SIGTERM, the others on threads started with start_thread(). Once its
+// own loop is done the calling thread waits in pthread_join, where a second stop signal still
+// runs its handler at once (ThreadSanitizer too treats the join as a blocking call). A loop
 // that throws is logged, makes the result 1 and requests a stop so the others drain and end
 // too. Returns 0 or 1 once every loop has returned and every thread is joined.
 int run_loop_threads(std::size_t count, const std::function<void(std::size_t index)>& run_loop);

@@ -11,6 +11,7 @@
 
 #include "lifecycle/backend.hpp"
 #include "polyecho/socket_ops.hpp"
+#include "polyecho/stop_signal.hpp"
 
 namespace polyecho::uring {
 
@@ -79,8 +80,10 @@ io_uring_sqe* Ring::sqe() {
 
 void Ring::submit_and_wait() {
   const int rc = io_uring_submit_and_wait(&ring_, 1);
-  // EINTR: a signal (the stop fd's poll completes too). EBUSY: overflowed completions are
-  // waiting; reaping them below is exactly what the kernel asks for.
+  // EINTR: a signal (the stop fd's poll completes too, once its handler has run: liburing
+  // enters the kernel by a raw syscall, so under TSan the handler is still pending here).
+  // EBUSY: overflowed completions are waiting; reaping them below is what the kernel asks for.
+  if (rc == -EINTR) stop_signal::run_deferred_handlers();
   if (rc < 0 && rc != -EINTR && rc != -EBUSY && rc != -EAGAIN) throw_errno("io_uring_enter", -rc);
   collect();
 }

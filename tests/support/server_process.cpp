@@ -140,7 +140,12 @@ ServerProcess::~ServerProcess() {
   }
   if (pidfd_ >= 0) ::close(pidfd_);
   if (stdout_fd_ >= 0) ::close(stdout_fd_);
-  if (!stderr_path_.empty()) ::unlink(stderr_path_.c_str());
+  if (stderr_path_.empty()) return;
+  // A race in a worker process ends that worker (halt_on_error) while the master replaces it
+  // and exits as usual, so the report on the shared stderr is the only trace: fail on it.
+  if (const std::string text = stderr_text(); text.find("WARNING: ThreadSanitizer") != text.npos)
+    ADD_FAILURE() << "ThreadSanitizer report on the server's stderr:\n" << text;
+  ::unlink(stderr_path_.c_str());
 }
 
 void ServerProcess::signal(int signal_number) const {

@@ -20,7 +20,8 @@ std::string client_binary();
 
 // A polyecho-server child process started for one test. Its stdout is a pipe (the first line
 // tells the port); its stderr goes to a temporary file the test can read. The destructor
-// SIGKILLs and reaps it if the test did not stop it, so no test leaks a server.
+// SIGKILLs and reaps it if the test did not stop it, so no test leaks a server, and fails the
+// test if that stderr holds a ThreadSanitizer report (a worker process's, too).
 class ServerProcess {
  public:
   struct Options {

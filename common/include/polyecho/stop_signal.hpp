@@ -14,11 +14,20 @@
 // EINTR and the caller can look at requested().
 namespace polyecho::stop_signal {
 
+// Call on the thread that will receive SIGINT/SIGTERM (every other thread blocks them), before
+// any other thread starts.
 void install();
 [[nodiscard]] bool requested() noexcept;
 [[nodiscard]] int stop_fd() noexcept;
 // Programmatic stop, same effect as the first signal.
 void request() noexcept;
+
+// ThreadSanitizer runs a handler where the signal lands only if the thread is parked in a
+// blocking call it intercepts (poll, epoll_wait, read, pthread_join, condition variables...);
+// otherwise it runs it at the thread's next intercepted call. A loop that waits in a syscall
+// TSan does not know (io_uring_enter) calls this after EINTR, so the stop handler has run
+// before it looks at requested() or waits again. Without TSan: one syscall, returning at once.
+void run_deferred_handlers() noexcept;
 
 void watch_children();
 [[nodiscard]] int child_fd() noexcept;
