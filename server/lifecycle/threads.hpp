@@ -23,6 +23,8 @@ class StopSignalsBlocked {
   ~StopSignalsBlocked();
   StopSignalsBlocked(const StopSignalsBlocked&) = delete;
   StopSignalsBlocked& operator=(const StopSignalsBlocked&) = delete;
+  // The mask before, for a wait that unblocks them atomically (ppoll, io_uring_enter).
+  [[nodiscard]] const sigset_t& previous() const noexcept { return saved_; }
 
  private:
   sigset_t saved_{};

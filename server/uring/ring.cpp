@@ -78,13 +78,22 @@ io_uring_sqe* Ring::sqe() {
   }
 }
 
-void Ring::submit_and_wait() {
-  const int rc = io_uring_submit_and_wait(&ring_, 1);
-  // EINTR: a signal (the stop fd's poll completes too, once its handler has run: liburing
-  // enters the kernel by a raw syscall, so under TSan the handler is still pending here).
-  // EBUSY: overflowed completions are waiting; reaping them below is what the kernel asks for.
-  if (rc == -EINTR) stop_signal::run_deferred_handlers();
-  if (rc < 0 && rc != -EINTR && rc != -EBUSY && rc != -EAGAIN) throw_errno("io_uring_enter", -rc);
+void Ring::submit_and_wait(sigset_t wait_mask) {
+  // With a timeout liburing enters the kernel once per call; without one, after a call that
+  // submitted but saw no completion it enters again, even when a signal ended that wait. An
+  // hour never matters. Before 5.11 (no IORING_FEAT_EXT_ARG) a timeout would cost an SQE: none.
+  __kernel_timespec an_hour{.tv_sec = 3600, .tv_nsec = 0};
+  __kernel_timespec* once = (ring_.features & IORING_FEAT_EXT_ARG) != 0 ? &an_hour : nullptr;
+  io_uring_cqe* first = nullptr;  // left in the CQ: collect() takes it with the others
+  const int rc = io_uring_submit_and_wait_timeout(&ring_, &first, 1, once, &wait_mask);
+  // No completion: the wait ended early, perhaps by a signal (EINTR, or the count of SQEs
+  // submitted in the same call: liburing then drops the EINTR). liburing enters the kernel by a
+  // raw syscall ThreadSanitizer does not intercept, so there the handler is still pending: let
+  // it run now (the stop fd's poll completes on the next wait). ETIME: the hour passed. EBUSY:
+  // overflowed completions are waiting; reaping them below is what the kernel asks for.
+  if (first == nullptr) stop_signal::run_deferred_handlers();
+  if (rc < 0 && rc != -EINTR && rc != -ETIME && rc != -EBUSY && rc != -EAGAIN)
+    throw_errno("io_uring_enter", -rc);
   collect();
 }
 

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <liburing.h>
+#include <signal.h>
 
 #include <cstdint>
 #include <vector>
@@ -46,8 +47,10 @@ class Ring {
   // Never null. When the SQ is full it submits; when the kernel answers -EBUSY (CQ overflow)
   // it first moves ready completions into ready() so the overflow can be flushed.
   [[nodiscard]] io_uring_sqe* sqe();
-  // Submits what is queued, waits for at least one completion, appends all ready ones.
-  void submit_and_wait();
+  // Submits what is queued, waits for at least one completion, appends all ready ones. The
+  // thread's signal mask is `wait_mask` while it waits (and only then); a signal that ends the
+  // wait has had its handler run when this returns.
+  void submit_and_wait(sigset_t wait_mask);
   // Completions to handle, in order. Handlers may append (through sqe()) while the caller
   // walks it by index; the caller clears it after the walk.
   [[nodiscard]] std::vector<Completion>& ready() noexcept { return ready_; }

@@ -25,8 +25,9 @@ void request() noexcept;
 // ThreadSanitizer runs a handler where the signal lands only if the thread is parked in a
 // blocking call it intercepts (poll, epoll_wait, read, pthread_join, condition variables...);
 // otherwise it runs it at the thread's next intercepted call. A loop that waits in a syscall
-// TSan does not know (io_uring_enter) calls this after EINTR, so the stop handler has run
-// before it looks at requested() or waits again. Without TSan: one syscall, returning at once.
+// TSan does not know (io_uring_enter) calls this when a signal ended the wait, so the stop
+// handler has run before it looks at requested() or waits again. Without TSan: one syscall,
+// returning at once.
 void run_deferred_handlers() noexcept;
 
 void watch_children();
