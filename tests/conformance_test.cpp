@@ -220,7 +220,7 @@ TEST_P(Conformance, FrameModeEchoesWholeFramesEmptyOnesToo) {
   const std::string batch = frame("") + frame("a") + frame(random_bytes(1000, 3)) + frame("");
   ASSERT_TRUE(send_text(fd.get(), batch));
   EXPECT_EQ(recv_exact(fd.get(), batch.size()), batch);
-  const std::string big = frame(random_bytes(300 * 1024, 5));
+  const std::string big = frame(random_bytes(std::size_t{300} * 1024, 5));
   ASSERT_TRUE(send_text(fd.get(), big.substr(0, 2)));
   std::atomic<bool> sent_ok{false};
   std::thread writer([&] { sent_ok = send_text(fd.get(), big.substr(2)); });
@@ -262,10 +262,12 @@ TEST_P(Conformance, WaitWorkOverlapsAcrossConnectionsUnlessServedOneAtATime) {
   constexpr auto kWait = std::chrono::milliseconds(200);
   auto server = start({"--mode", "line", "--work", "wait:200000"});
   std::vector<unique_fd> clients;
+  clients.reserve(kClients);
   for (int i = 0; i < kClients; ++i) clients.push_back(connect_loopback(server->port()));
   std::atomic<int> echoed{0};
   const auto began = std::chrono::steady_clock::now();
   std::vector<std::thread> threads;
+  threads.reserve(clients.size());
   for (auto& fd : clients) {
     threads.emplace_back([&] {
       if (send_text(fd.get(), "wait for me\n") && recv_exact(fd.get(), 12) == "wait for me\n")

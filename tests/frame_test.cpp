@@ -13,7 +13,7 @@ namespace {
 using Harness = test::SessionHarness;
 using test::frame;
 
-ProtocolConfig frame_mode(std::size_t max_frame = 1024 * 1024) {
+ProtocolConfig frame_mode(std::size_t max_frame = std::size_t{1024} * 1024) {
   ProtocolConfig config;
   config.mode = Mode::frame;
   config.max_frame = max_frame;
@@ -23,7 +23,8 @@ ProtocolConfig frame_mode(std::size_t max_frame = 1024 * 1024) {
 // Binary payload with NULs, LFs and high bytes, which frame mode must not care about.
 std::string binary(std::size_t n, unsigned seed) {
   std::string bytes(n, '\0');
-  for (std::size_t i = 0; i < n; ++i) bytes[i] = static_cast<char>((i * 131 + seed * 7) % 256);
+  for (std::size_t i = 0; i < n; ++i)
+    bytes[i] = static_cast<char>((i * 131 + std::size_t{seed} * 7) % 256);
   return bytes;
 }
 
@@ -125,7 +126,8 @@ TEST(FrameProtocol, OverlongFrameRefusedAsSoonAsItsHeaderArrives) {
 
 TEST(FrameProtocol, LargestFrameAcrossManyReadsFitsWhateverTheBufferCap) {
   ProtocolConfig config = frame_mode();
-  config.max_buffer = 64 * 1024;  // smaller than one maximal frame: the cap must grow to fit it
+  config.max_buffer =
+      std::size_t{64} * 1024;  // smaller than one maximal frame: the cap must grow to fit it
   Harness h{config};
   EXPECT_GE(h.session().buffer_cap(), config.max_frame + kFrameHeaderSize);
   const std::string big = frame(binary(config.max_frame, 4));

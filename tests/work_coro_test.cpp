@@ -65,6 +65,7 @@ TEST_P(LoopWork, WaitsOverlapAcrossConnections) {
   constexpr double kWait = 0.2;
   auto server = start({"--mode", "line", "--work", "wait:200000"});
   std::vector<unique_fd> clients;
+  clients.reserve(kClients);
   for (int i = 0; i < kClients; ++i) clients.push_back(connect_loopback(server->port()));
   const auto started = Clock::now();
   for (int i = 0; i < kClients; ++i)
@@ -84,6 +85,7 @@ TEST_P(OneLoopWork, BlockingWorkSerializesTheLoop) {
   constexpr double kBlock = 0.1;
   auto server = start({"--workers", "1", "--mode", "line", "--work", "block:100000"});
   std::vector<unique_fd> clients;
+  clients.reserve(kClients);
   for (int i = 0; i < kClients; ++i) clients.push_back(connect_loopback(server->port()));
   const auto started = Clock::now();
   for (const auto& fd : clients) ASSERT_TRUE(send_text(fd.get(), "x\n"));

@@ -21,6 +21,7 @@ double serve_together(const std::vector<std::string>& args, int clients) {
   auto server = ServerProcess::start(args);
   if (!server) return 0;
   std::vector<unique_fd> fds;
+  fds.reserve(static_cast<std::size_t>(clients));
   for (int i = 0; i < clients; ++i) fds.push_back(connect_loopback(server->port()));
   const auto began = Clock::now();
   for (auto& fd : fds) EXPECT_TRUE(send_text(fd.get(), "work\n"));
@@ -48,6 +49,7 @@ TEST(Gil, KeepsCpuWorkToOneCoreAtATime) {
       {"--backend", "thread", "--mode", "line", "--work", "cpu:150000", "--gil"});
   ASSERT_TRUE(server);
   std::vector<unique_fd> fds;
+  fds.reserve(4);
   for (int i = 0; i < 4; ++i) fds.push_back(connect_loopback(server->port()));
   const double cpu_before = server->cpu_seconds();
   const auto began = Clock::now();
