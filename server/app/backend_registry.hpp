@@ -24,6 +24,10 @@ struct BackendInfo {
   // loop per thread, "--worker-threads" for threads per process); empty if no flag adds any.
   // With `threaded` this tells tools which variants are multi-threaded (scripts/tsan-cases).
   std::string threads_flag;
+  // An event-loop model: takes --acceptor and --processes (server/topology/), and without
+  // --acceptor feeds its loops the `default_acceptor` way.
+  bool loop_model = false;
+  AcceptorMode default_acceptor = AcceptorMode::reuseport;
   // Higher wins when --backend is not given.
   int default_rank = 0;
   // Flag sets worth exercising besides the defaults, e.g. "--workers 2". The conformance suite

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -34,6 +35,34 @@ std::string models_with_workers() {
     if (info.uses_workers) names.push_back(info.name);
   }
   return fmt::format("{}", fmt::join(names, ", "));
+}
+
+std::string loop_models() {
+  std::vector<std::string> names;
+  for (const auto& info : BackendRegistry::all()) {
+    if (info.loop_model) names.push_back(info.name);
+  }
+  return fmt::format("{}", fmt::join(names, ", "));
+}
+
+// --acceptor and --processes shape the event loops of a model; a model without any (a thread or
+// a process per connection, a pool) has nothing for them to shape, so they are an error there
+// rather than silently ignored.
+std::optional<std::string> check_topology(const ServerConfig& c) {
+  if (c.acceptor == AcceptorMode::model_default && c.processes == 0) return std::nullopt;
+  const BackendInfo* info =
+      c.backend.empty() ? BackendRegistry::preferred_default() : BackendRegistry::find(c.backend);
+  if (info == nullptr) return std::nullopt;  // reported later: nothing is compiled in
+  if (!info->loop_model) {
+    return fmt::format("--acceptor and --processes apply to the event-loop models ({}), not {}",
+                       loop_models(), info->name);
+  }
+  // sigio steers its signals to the thread that built its multiplexer, and an inbox's eventfd
+  // cannot raise SIGIO: one loop that accepts for itself, in each process.
+  if (info->name == "sigio" && c.acceptor == AcceptorMode::main) {
+    return "--acceptor main: sigio's loop must accept for itself (its signals go to one thread)";
+  }
+  return std::nullopt;
 }
 
 std::chrono::milliseconds to_millis(double seconds) {
@@ -165,6 +194,21 @@ std::optional<int> parse_command_line(int argc, char** argv, CommandLine& line) 
       ->check(CLI::Range(0u, 4096u))
       ->capture_default_str();
 
+  start_section(app, "Topology (event-loop models: " + loop_models() + "; docs/TOPOLOGIES.md)");
+  add_choice(app, "--acceptor", c.acceptor,
+             {{"default", AcceptorMode::model_default},
+              {"main", AcceptorMode::main},
+              {"reuseport", AcceptorMode::reuseport},
+              {"shared", AcceptorMode::shared}},
+             "How connections reach the loops (and worker processes): main: one acceptor hands "
+             "them out round-robin; reuseport: a SO_REUSEPORT listener each; shared: one "
+             "listener, woken one at a time; default: the model's own (--list-backends --json)");
+  app.add_option("--processes", c.processes,
+                 "Worker processes, each running the model with its --workers loops, under a "
+                 "master that replaces a dead one (0 = run in this process)")
+      ->check(CLI::Range(0u, 1024u))
+      ->capture_default_str();
+
   start_section(app, "Readiness (epoll)");
   app.add_flag("--edge-triggered", c.edge_triggered, "epoll: edge-triggered readiness (EPOLLET)");
 
@@ -206,6 +250,10 @@ std::optional<int> parse_command_line(int argc, char** argv, CommandLine& line) 
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
     fmt::print(stderr, "polyecho-server: error: {} (see --help)\n", e.what());
+    return 2;
+  }
+  if (auto error = check_topology(c)) {
+    fmt::print(stderr, "polyecho-server: error: {}\n", *error);
     return 2;
   }
   c.protocol.mode = *parse_mode(mode);

@@ -13,6 +13,8 @@
 #include "app/backend_registry.hpp"
 #include "app/cli.hpp"
 #include "polyecho/stop_signal.hpp"
+#include "topology/loop_topology.hpp"
+#include "topology/process_topology.hpp"
 
 namespace polyecho {
 
@@ -28,6 +30,7 @@ void print_backends(bool json) {
                       {"serves_concurrently", b.serves_concurrently},
                       {"threaded", b.threaded},
                       {"threads_flag", b.threads_flag},
+                      {"loop_model", b.loop_model},
                       {"variants", b.variants}});
     }
     fmt::print("{}\n", list.dump(2));
@@ -102,6 +105,7 @@ int server_main(int argc, char** argv) {
     stop_signal::install();
     ListenerOptions options{.backlog = config.backlog};
     backend->adjust_listener(options);
+    if (info->loop_model) adjust_for_topology(options, config, info->default_acceptor, 1);
     unique_fd listener;
     try {
       listener = make_listener(endpoint, options);
@@ -124,7 +128,8 @@ int server_main(int argc, char** argv) {
 
     Admission admission(config.max_connections, stats.get(), peers);
     ServerContext context{config, std::move(listener), bound, stats.get(), peers, admission};
-    const int rc = backend->run(context);
+    const int rc = config.processes > 0 ? run_processes(context, *backend, info->default_acceptor)
+                                        : backend->run(context);
     fmt::print("polyecho: stopped; {}\n", stats.get().summary());
     std::fflush(stdout);
     return rc;

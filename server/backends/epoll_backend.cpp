@@ -1,15 +1,16 @@
 // epoll: the shared Reactor on epoll(7), the default model. Level-triggered unless
 // --edge-triggered (EPOLLET: the connection code then reads and accepts until EAGAIN).
 //
-// --workers N runs N independent reactor threads, each with its own epoll instance and its
-// own SO_REUSEPORT listener on the same port: the kernel hashes each new connection to one
-// listener, so exactly one worker wakes for it (no thundering herd) and no lock is shared.
-// The alternative, one listener in every epoll with EPOLLEXCLUSIVE, wakes "one or more"
-// waiters and keeps a shared accept queue; docs/REACTOR.md compares the two.
+// --workers N runs N independent reactor threads, each with its own epoll instance. By default
+// each has its own SO_REUSEPORT listener on the same port: the kernel hashes each new
+// connection to one listener, so exactly one worker wakes for it (no thundering herd) and no
+// lock is shared. --acceptor shared (one listener in every epoll, EPOLLEXCLUSIVE) and main (an
+// acceptor thread feeding the reactors) are the alternatives; docs/TOPOLOGIES.md compares them.
 #include <algorithm>
 
 #include "app/backend_registry.hpp"
 #include "reactor/reactor.hpp"
+#include "topology/loop_topology.hpp"
 
 namespace polyecho {
 namespace {
@@ -17,10 +18,12 @@ namespace {
 class EpollBackend final : public Backend {
  public:
   explicit EpollBackend(const ServerConfig& config)
-      : workers_(std::max(config.workers, 1u)), edge_triggered_(config.edge_triggered) {}
+      : config_(config),
+        workers_(std::max(config.workers, 1u)),
+        edge_triggered_(config.edge_triggered) {}
 
   void adjust_listener(ListenerOptions& options) const override {
-    if (workers_ > 1) options.reuse_port = true;  // so sibling listeners can join the port
+    adjust_for_topology(options, config_, kReactorAcceptor, workers_);
   }
 
   int run(ServerContext& context) override {
@@ -28,6 +31,7 @@ class EpollBackend final : public Backend {
   }
 
  private:
+  const ServerConfig& config_;
   unsigned workers_;
   bool edge_triggered_;
 };
@@ -39,6 +43,8 @@ const BackendRegistrar kRegistrar{BackendInfo{
     .serves_concurrently = true,
     .threaded = false,
     .threads_flag = "--workers",
+    .loop_model = true,
+    .default_acceptor = kReactorAcceptor,
     .default_rank = 100,
     .variants = {"--edge-triggered", "--workers 2", "--edge-triggered --workers 2"},
     .create = [](const ServerConfig& config) { return std::make_unique<EpollBackend>(config); },

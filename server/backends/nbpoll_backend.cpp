@@ -24,6 +24,8 @@ const BackendRegistrar kRegistrar{BackendInfo{
     .serves_concurrently = true,
     .threaded = false,
     .threads_flag = "",
+    .loop_model = true,
+    .default_acceptor = kReactorAcceptor,
     .default_rank = 2,
     .variants = {},
     .create = [](const ServerConfig&) { return std::make_unique<NbpollBackend>(); },

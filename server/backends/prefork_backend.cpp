@@ -67,11 +67,7 @@ class PreforkBackend final : public Backend {
     };
     processes = std::make_unique<WorkerProcesses>(workers, hooks, context.stats, context.peers);
     processes->start_all();
-    while (!stop_signal::requested()) {
-      pollfd fds[2] = {{stop_signal::stop_fd(), POLLIN, 0}, {stop_signal::child_fd(), POLLIN, 0}};
-      if (::poll(fds, 2, -1) < 0 && errno != EINTR) throw_errno("poll");
-      if (fds[1].revents & POLLIN) processes->reap();
-    }
+    processes->supervise_until_stop();
     // Shutting the shared socket down (not just closing our copy) refuses new connections at
     // once for everybody; reuseport siblings close when their workers exit.
     ::shutdown(context.listener.get(), SHUT_RDWR);

@@ -28,6 +28,8 @@ const BackendRegistrar kRegistrar{BackendInfo{
     .serves_concurrently = true,
     .threaded = false,
     .threads_flag = "",
+    .loop_model = true,
+    .default_acceptor = kReactorAcceptor,
     .default_rank = 1,
     .variants = {},
     .create = [](const ServerConfig&) { return std::make_unique<SigioBackend>(); },

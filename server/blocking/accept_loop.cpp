@@ -53,7 +53,7 @@ void BlockingAcceptLoop::run(const std::function<void(unique_fd)>& on_connection
     if (ready <= 0 || listener.revents == 0) continue;
     // Drain what the backlog holds now; the non-blocking listener says when it is empty.
     for (;;) {
-      auto result = acceptor_.accept_one(/*nonblocking=*/false);
+      auto result = acceptor_.accept_one(nonblocking_);
       if (result.status == Acceptor::Status::accepted) {
         on_connection(std::move(result.fd));
         if (stop_signal::requested()) break;

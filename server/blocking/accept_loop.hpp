@@ -22,6 +22,9 @@ class BlockingAcceptLoop {
   // which none of them closes; the pool's owner does once every loop has ended.
   BlockingAcceptLoop(int shared_listener, Stats& stats);
 
+  // Connections come out non-blocking (SOCK_NONBLOCK): for a loop that hands them to event
+  // loops, which saves each of those loops a fcntl pair per connection.
+  void accept_nonblocking() noexcept { nonblocking_ = true; }
   // `on_ready` runs on the loop thread whenever `fd` is readable. May be called more than once.
   void watch_extra(int fd, std::function<void()> on_ready);
   void run(const std::function<void(unique_fd)>& on_connection);
@@ -36,6 +39,7 @@ class BlockingAcceptLoop {
   int listen_fd_;
   Acceptor acceptor_;
   std::vector<Extra> extras_;
+  bool nonblocking_ = false;
 };
 
 }  // namespace polyecho

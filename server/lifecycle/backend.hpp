@@ -24,6 +24,9 @@ struct ServerContext {
   Stats& stats;          // shared across processes (see SharedStats)
   PeerLimit& peers;      // --max-per-ip, shared across processes (prefork drops a dead worker's)
   Admission& admission;  // every model admits and refuses connections through it
+  // In a worker process of --processes under --acceptor main: the channel the master passes
+  // connections on, instead of a listener (which is then empty). See topology/.
+  unique_fd channel{};
 };
 
 // One concurrency model. The core calls adjust_listener() before binding and run() after

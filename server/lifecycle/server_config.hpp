@@ -23,6 +23,16 @@ enum class AcceptStrategy {
   fdpass,     // only the master accepts, and passes each connection to an idle worker
 };
 
+// The event-loop models (--acceptor): how new connections reach a model's loops, and with
+// --processes its worker processes (docs/TOPOLOGIES.md).
+enum class AcceptorMode {
+  model_default,  // the model's own: reuseport for the reactors and uring, shared for fiber,
+                  // main for asio-coro
+  main,           // one acceptor hands each connection to the next loop (process) in turn
+  reuseport,      // a SO_REUSEPORT listener per loop (process): the kernel spreads connections
+  shared,         // one listener watched by every loop (process), woken one at a time
+};
+
 // Every knob of polyecho-server, filled once by the CLI (server/app/cli.cpp) and read-only
 // after. Model-specific knobs live here too so that a backend file never parses flags itself;
 // choices arrive as enums, already validated, so a backend never compares strings.
@@ -41,7 +51,11 @@ struct ServerConfig {
   std::chrono::milliseconds drain_timeout{5000};
   int keepalive_seconds = 0;  // 0 = off; otherwise TCP keepalive idle time
   unsigned workers = 0;       // 0 = the model's own default
-  std::string user;           // drop privileges to this user after binding
+  // Event-loop models: where connections come from, and worker processes (0: none, the
+  // model runs in this process). Each worker process runs the model with its --workers loops.
+  AcceptorMode acceptor = AcceptorMode::model_default;
+  unsigned processes = 0;
+  std::string user;  // drop privileges to this user after binding
 
   // Readiness models (reactor issue).
   bool edge_triggered = false;

@@ -1,5 +1,6 @@
 #include "process/worker_processes.hpp"
 
+#include <poll.h>
 #include <spdlog/spdlog.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
@@ -85,6 +86,14 @@ void WorkerProcesses::on_exited(const ChildExit& exit) {
     return;
   }
   spawn(slot);
+}
+
+void WorkerProcesses::supervise_until_stop() {
+  while (!stop_signal::requested()) {
+    pollfd fds[2] = {{stop_signal::stop_fd(), POLLIN, 0}, {stop_signal::child_fd(), POLLIN, 0}};
+    if (::poll(fds, 2, -1) < 0 && errno != EINTR) throw_errno("poll");
+    if (fds[1].revents & POLLIN) reap();
+  }
 }
 
 void WorkerProcesses::stop(std::chrono::milliseconds drain_timeout) {

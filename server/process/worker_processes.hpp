@@ -46,6 +46,9 @@ class WorkerProcesses {
   // On SIGCHLD (stop_signal::child_fd()): reaps every exited worker and, unless stopping,
   // forks its replacement.
   void reap();
+  // The master's loop when it has nothing else to watch: reaps (and replaces) on SIGCHLD until
+  // a stop is requested.
+  void supervise_until_stop();
   // SIGTERM to all; waits for them until drain_timeout plus a grace second (they cut their own
   // connections at drain_timeout), then SIGKILLs and reaps the rest.
   void stop(std::chrono::milliseconds drain_timeout);

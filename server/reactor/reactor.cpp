@@ -10,30 +10,20 @@
 #include "lifecycle/connection_options.hpp"
 #include "lifecycle/threads.hpp"
 #include "polyecho/stop_signal.hpp"
+#include "topology/loop_topology.hpp"
 
 namespace polyecho {
 
-namespace {
-// While even the Acceptor's reserve fd cannot be had, look at the listener again this often:
-// rare enough to cost nothing, soon enough that service resumes once a connection closes.
-constexpr std::chrono::milliseconds kAcceptBackoff{50};
-}  // namespace
-
-Reactor::Reactor(const ServerConfig& config, Stats& stats, Admission& admission, unique_fd listener,
+Reactor::Reactor(const ServerConfig& config, Stats& stats, std::unique_ptr<ConnectionSource> source,
                  std::unique_ptr<Multiplexer> multiplexer)
     : config_(config),
       stats_(stats),
-      admission_(admission),
-      listener_(std::move(listener)),
+      source_(std::move(source)),
       multiplexer_(std::move(multiplexer)),
-      acceptor_(listener_.get(), stats),
       drain_(config.drain_timeout) {
-  // Non-blocking: a peer that resets between readiness and accept() must not hang the loop,
-  // and draining the backlog ends on EAGAIN.
-  set_nonblocking(listener_.get());
   if (!multiplexer_->add(stop_signal::stop_fd(), kReadable) ||
-      !multiplexer_->add(listener_.get(), kReadable)) {
-    throw std::runtime_error("the multiplexer cannot watch the listener");
+      !multiplexer_->add(source_->fd(), source_interest())) {
+    throw std::runtime_error("the multiplexer cannot watch the connection source");
   }
 }
 
@@ -57,7 +47,7 @@ void Reactor::dispatch(const ReadyEvent& event) {
     if (stop_signal::requested()) begin_stop();  // a guessing poller may report it early
     return;
   }
-  if (event.fd == listener_.get()) {
+  if (source_ && event.fd == source_->fd()) {
     if (!drain_.stopping()) progressed_ |= accept_ready();
     return;
   }
@@ -114,55 +104,53 @@ void Reactor::fire(const TimerQueue::Due& due) {
   apply(entry, entry->connection.on_wait_done(multiplexer_->edge_triggered()));
 }
 
-// Drains the backlog (which edge-triggered readiness requires anyway).
+// Takes what the source holds (edge-triggered readiness requires that anyway).
 bool Reactor::accept_ready() {
   bool progressed = false;
   for (;;) {
-    auto result = acceptor_.accept_one(/*nonblocking=*/true);
-    switch (result.status) {
-      case Acceptor::Status::accepted:
-        open(std::move(result.fd));
+    auto taken = source_->take();
+    switch (taken.status) {
+      case ConnectionSource::Status::admitted:
+        open(std::move(taken.connection));
         progressed = true;
         continue;
-      case Acceptor::Status::shed:
+      case ConnectionSource::Status::skipped:
         progressed = true;
         continue;
-      case Acceptor::Status::would_block:
-      case Acceptor::Status::stopped:
+      case ConnectionSource::Status::would_block:
         return progressed;
-      case Acceptor::Status::failed:
-        spdlog::error("accept: {}", std::strerror(result.error));
-        [[fallthrough]];  // unknown trouble: back off rather than spin
-      case Acceptor::Status::exhausted:
-        multiplexer_->remove(listener_.get());
-        accept_paused_ = true;
-        accept_resume_ = now_ + kAcceptBackoff;
+      case ConnectionSource::Status::ended:
+      case ConnectionSource::Status::exhausted:
+        // Ended: nothing more will come (stop watching, or a level-triggered loop spins).
+        // Exhausted: look again after the backoff.
+        multiplexer_->remove(source_->fd());
+        accept_paused_ = taken.status == ConnectionSource::Status::exhausted;
+        source_watched_ = false;
+        accept_resume_ = now_ + ConnectionSource::kBackoff;
         return progressed;
     }
   }
 }
 
-void Reactor::open(unique_fd fd) {
+void Reactor::open(AdmittedConnection admitted) {
   loop_thread_.check("Reactor::open");
-  auto admitted = admission_.admit(std::move(fd));
-  if (!admitted) return;
-  const int raw = admitted->fd.get();
+  const int raw = admitted.fd.get();
   try {
     prepare_connection(raw, config_, /*blocking=*/false);
   } catch (const std::system_error& e) {
     spdlog::debug("connection setup failed: {}", e.what());  // the peer is already gone
-    admitted->ticket.refuse(std::move(admitted->fd));
+    admitted.ticket.refuse(std::move(admitted.fd));
     return;
   }
   if (!multiplexer_->add(raw, ReactorConnection::kInitialInterest)) {
     // The poller cannot watch this fd at all (and has said why): refuse this one only.
-    admitted->ticket.refuse(std::move(admitted->fd));
+    admitted.ticket.refuse(std::move(admitted.fd));
     return;
   }
   const auto slot = static_cast<std::size_t>(raw);
   if (slot >= by_fd_.size())
     by_fd_.resize(std::max(slot + 1, by_fd_.size() * 2), by_activity_.end());
-  by_activity_.emplace_back(std::move(*admitted), config_, stats_, timers_, now_);
+  by_activity_.emplace_back(std::move(admitted), config_, stats_, timers_, now_);
   by_fd_[slot] = std::prev(by_activity_.end());
 }
 
@@ -177,18 +165,22 @@ void Reactor::close(EntryList::iterator entry) {
 
 void Reactor::begin_stop() {
   if (drain_.stopping()) return;
+  // Connections already accepted and waiting in an inbox or channel are ours: serve them too.
+  if (source_watched_ && source_->holds_accepted()) accept_ready();
   drain_.stop(Clock::now());
   // The stop fd stays readable forever: stop watching it or a level-triggered loop spins.
   multiplexer_->remove(stop_signal::stop_fd());
-  if (!accept_paused_) multiplexer_->remove(listener_.get());
+  if (source_watched_) multiplexer_->remove(source_->fd());
+  source_watched_ = false;
   accept_paused_ = false;
-  listener_.reset();  // the kernel now refuses new connections on this socket
+  source_.reset();  // a listener closes: the kernel now refuses new connections on it
 }
 
 void Reactor::expire_timers() {
   if (accept_paused_ && now_ >= accept_resume_) {
     accept_paused_ = false;
-    [[maybe_unused]] const bool added = multiplexer_->add(listener_.get(), kReadable);
+    source_watched_ = true;
+    [[maybe_unused]] const bool added = multiplexer_->add(source_->fd(), source_interest());
   }
   while (const auto due = timers_.pop_due(now_)) fire(*due);
   if (config_.idle_timeout.count() > 0) {
@@ -235,17 +227,13 @@ int run_reactors(ServerContext& context, unsigned workers,
                  const std::function<std::unique_ptr<Multiplexer>()>& make_multiplexer) {
   workers = std::max(workers, 1u);
   // Everything that can fail at setup fails here, on the calling thread, before any thread.
+  LoopTopology topology(context, workers, kReactorAcceptor);
   std::vector<std::unique_ptr<Reactor>> reactors;
-  reactors.push_back(std::make_unique<Reactor>(context.config, context.stats, context.admission,
-                                               std::move(context.listener), make_multiplexer()));
-  const ListenerOptions sibling{
-      .backlog = context.config.backlog, .reuse_port = true, .nonblocking = true};
-  for (unsigned i = 1; i < workers; ++i) {
-    reactors.push_back(std::make_unique<Reactor>(context.config, context.stats, context.admission,
-                                                 make_listener(context.bound, sibling),
+  for (unsigned i = 0; i < workers; ++i) {
+    reactors.push_back(std::make_unique<Reactor>(context.config, context.stats, topology.source(i),
                                                  make_multiplexer()));
   }
-  return run_loop_threads(workers, [&reactors](std::size_t i) { reactors[i]->run(); });
+  return topology.run([&reactors](std::size_t i) { reactors[i]->run(); });
 }
 
 }  // namespace polyecho

@@ -8,10 +8,10 @@
 
 #include "lifecycle/admission.hpp"
 #include "lifecycle/backend.hpp"
+#include "lifecycle/connection_source.hpp"
 #include "lifecycle/drain_timeline.hpp"
 #include "lifecycle/thread_affinity.hpp"
 #include "poller/multiplexer.hpp"
-#include "polyecho/acceptor.hpp"
 #include "reactor/reactor_connection.hpp"
 #include "reactor/timer_queue.hpp"
 
@@ -21,9 +21,11 @@ namespace polyecho {
 // which fds are ready, the reactor decides what that means. It never asks which multiplexer it
 // has: how they differ reaches it only through add()'s refusal, edge_triggered() and
 // after_dispatch().
-//  - Accepting: on listener readiness, drain the backlog through the shared Acceptor. When
-//    descriptors run out even for its reserve (`exhausted`), stop watching the listener and
-//    look again after kAcceptBackoff, so EMFILE never spins.
+//  - Accepting: new connections come from a ConnectionSource (lifecycle/connection_source.hpp:
+//    its own listener, a shared one, a main acceptor's inbox or a master's channel; which one
+//    is the topology's business, topology/). On its readiness, take until it is empty; the
+//    source has admitted each one already. When descriptors run out (`exhausted`), stop
+//    watching the source and look again after ConnectionSource::kBackoff, so EMFILE never spins.
 //  - Connections: ReactorConnection does the IO; the reactor only moves interest in the
 //    multiplexer and closes what is done. Admission is the shared, process-wide gate.
 //  - Idle timeout: connections live in a list ordered by last activity, so the next deadline
@@ -32,13 +34,14 @@ namespace polyecho {
 //  - Other timers (--work wait): a TimerQueue. A connection arms its own wait timer, with its
 //    fd as the payload, and cancels it when destroyed; when one is due the reactor hands it to
 //    that connection. The wait for readiness never outsleeps the earliest timer.
-//  - Stop: the sticky stop fd wakes every reactor; it stops accepting (closes its listener)
+//  - Stop: the sticky stop fd wakes every reactor; it stops accepting (lets go of its source,
+//    after taking what an inbox or channel already holds)
 //    and follows the shared DrainTimeline: connections run on until --drain-timeout, then
 //    read no more and flush what they owe, then whatever is left is closed.
-// Owns its listener and its multiplexer. Not thread-safe: run() on one thread per reactor.
+// Owns its source and its multiplexer. Not thread-safe: run() on one thread per reactor.
 class Reactor {
  public:
-  Reactor(const ServerConfig& config, Stats& stats, Admission& admission, unique_fd listener,
+  Reactor(const ServerConfig& config, Stats& stats, std::unique_ptr<ConnectionSource> source,
           std::unique_ptr<Multiplexer> multiplexer);
   void run();
 
@@ -62,18 +65,19 @@ class Reactor {
   void touch(EntryList::iterator entry);
   void fire(const TimerQueue::Due& due);
   bool accept_ready();
-  void open(unique_fd fd);
+  void open(AdmittedConnection admitted);
   void close(EntryList::iterator entry);
   void begin_stop();
   void expire_timers();
   [[nodiscard]] int next_timeout_ms() const;
+  [[nodiscard]] std::uint32_t source_interest() const noexcept {
+    return kReadable | (source_->shared() ? kExclusive : 0u);
+  }
 
   const ServerConfig& config_;
   Stats& stats_;
-  Admission& admission_;
-  unique_fd listener_;
+  std::unique_ptr<ConnectionSource> source_;  // null once stopping
   std::unique_ptr<Multiplexer> multiplexer_;
-  Acceptor acceptor_;
   TimerQueue timers_;      // before the connections: they cancel their timers when destroyed
   EntryList by_activity_;  // owns the connections; least recently active first
   std::vector<EntryList::iterator> by_fd_;  // fd -> entry or end(); grows with the highest fd
@@ -82,15 +86,19 @@ class Reactor {
   bool progressed_ = false;
   DrainTimeline drain_;
   ThreadAffinity loop_thread_;  // bound in run(): everything above is touched only there
-  bool accept_paused_ = false;
+  bool source_watched_ = true;  // in the multiplexer now
+  bool accept_paused_ = false;  // out of it until accept_resume_ (descriptors ran out)
   Clock::time_point accept_resume_{};
 };
 
+// The acceptor mode of the reactor models when --acceptor is not given: a listener per reactor.
+inline constexpr AcceptorMode kReactorAcceptor = AcceptorMode::reuseport;
+
 // Runs `workers` independent reactors (at least one), each with its own multiplexer from
-// `make_multiplexer` and its own SO_REUSEPORT listener; the first takes the listener the core
-// bound (adjust_listener must have asked for reuse_port when workers > 1). The calling thread
-// runs the first reactor and receives the signals; the others block them. Returns the exit
-// code: 0, or 1 if a reactor failed (which also stops the others).
+// `make_multiplexer`, fed as --acceptor says (topology/loop_topology.hpp; the backend's
+// adjust_listener must call adjust_for_topology with kReactorAcceptor). The calling thread
+// receives the signals; the reactor threads block them. Returns the exit code: 0, or 1 if a
+// reactor failed (which also stops the others).
 int run_reactors(ServerContext& context, unsigned workers,
                  const std::function<std::unique_ptr<Multiplexer>()>& make_multiplexer);
 

@@ -1,10 +1,18 @@
 #pragma once
 
 #include <atomic>
+#include <cstddef>
 #include <cstdint>
 #include <string>
 
 namespace polyecho {
+
+// One event loop's counters: which loop served how many connections shows how a topology
+// spreads them (docs/TOPOLOGIES.md). A cache line each, so loops on different cores never write
+// to the same line.
+struct alignas(64) LoopStats {
+  std::atomic<std::uint64_t> connections{0};  // admitted and handed to this loop
+};
 
 // Server-wide counters. Lives in a MAP_SHARED anonymous mapping (see SharedStats) so that
 // forked children and prefork workers add to the very same counters as the parent; the
@@ -17,7 +25,16 @@ struct Stats {
   std::atomic<std::uint64_t> bytes_out{0};
   std::atomic<std::uint64_t> errors{0};
 
-  // "accepted=… rejected=… active=… bytes_in=… bytes_out=… errors=…"
+  // Per event loop, in every process: a loop takes the next slot when it starts (a replaced
+  // worker process's loops take new ones). Loops beyond kMaxLoops are not counted.
+  static constexpr std::size_t kMaxLoops = 64;
+  std::atomic<std::uint32_t> loops_started{0};
+  LoopStats loops[kMaxLoops];
+  // This loop's slot, or null when every slot is taken. Thread-safe.
+  [[nodiscard]] LoopStats* register_loop() noexcept;
+
+  // "accepted=… rejected=… active=… bytes_in=… bytes_out=… errors=…", then with two loops or
+  // more " loop_connections=A/B/…" in the order the loops started.
   [[nodiscard]] std::string summary() const;
 };
 static_assert(std::atomic<std::uint64_t>::is_always_lock_free,
