@@ -3,9 +3,12 @@
 // coroutine frame, its socket and its Session buffer, and no stack.
 //
 // Threads: --workers N io_contexts (default 1), each run by one thread; the main thread runs
-// context 0, which also owns the acceptor and the stop watcher. The one acceptor hands sockets
-// to the contexts round-robin (docs/COROUTINES.md says why not SO_REUSEPORT). A connection
-// lives on one context for its whole life, so its Session is only ever touched by one thread.
+// context 0, which also owns the stop watcher. By default (--acceptor main) one accepting
+// coroutine on context 0 hands sockets to the contexts round-robin (docs/COROUTINES.md says why
+// not SO_REUSEPORT); with --acceptor reuseport or shared, or in a worker process of --processes
+// under main, every context runs its own accepting coroutine on its own ConnectionSource
+// (topology/loop_topology.hpp). A connection lives on one context for its whole life, so its
+// Session is only ever touched by one thread.
 //
 // Stopping: the core's stop_signal owns SIGINT/SIGTERM. We watch its sticky stop fd rather than
 // use asio::signal_set, which would install its own handler over the core's and lose "a second
@@ -33,12 +36,14 @@
 
 #include "app/backend_registry.hpp"
 #include "lifecycle/connection_options.hpp"
+#include "lifecycle/connection_source.hpp"
 #include "lifecycle/drain_timeline.hpp"
 #include "lifecycle/messages.hpp"
 #include "lifecycle/threads.hpp"
-#include "polyecho/acceptor.hpp"
 #include "polyecho/session.hpp"
 #include "polyecho/stop_signal.hpp"
+#include "topology/channel_source.hpp"
+#include "topology/loop_topology.hpp"
 
 namespace polyecho {
 namespace {
@@ -46,6 +51,9 @@ namespace {
 using asio::ip::tcp;
 using Clock = std::chrono::steady_clock;
 using namespace asio::experimental::awaitable_operators;
+
+// Without --acceptor: one accepting coroutine hands connections to the contexts in turn.
+constexpr AcceptorMode kAsioAcceptor = AcceptorMode::main;
 
 // Every await hands back its error code instead of throwing: a peer's error is a normal result.
 constexpr auto kNoThrow = asio::experimental::as_tuple(asio::use_awaitable);
@@ -56,10 +64,18 @@ struct Connection;
 // this context's thread. `live` is declared before `io` because destroying `io` destroys any
 // coroutine frame still parked in it, and those frames deregister from `live`.
 struct Worker {
+  ~Worker() {
+    if (source_watch.is_open()) (void)source_watch.release();  // the source closes its own fd
+  }
   std::unordered_set<Connection*> live;
   bool input_cut = false;  // the drain deadline passed: read no more, flush what is owed
   asio::io_context io{1};  // concurrency hint: exactly one thread runs it
   asio::executor_work_guard<asio::io_context::executor_type> keep_running{io.get_executor()};
+  // Where this context's connections come from; null when context 0 accepts for everyone.
+  std::unique_ptr<ConnectionSource> source;
+  asio::posix::stream_descriptor source_watch{io};  // waits for `source` to be readable
+  asio::steady_timer backoff{io};                   // out of descriptors: wait, never spin
+  LoopStats* loop = nullptr;  // counted here when context 0 hands this context a connection
 };
 
 // One connection's state, held in its coroutine frame: allocated once per connection, never per
@@ -113,13 +129,30 @@ class Server {
   Server& operator=(const Server&) = delete;
 
   int run() {
-    set_nonblocking(context_.listener.get());  // the Acceptor must see EAGAIN, never block
-    acceptor_.assign(protocol_, context_.listener.get());
-    (void)context_.listener.release();                  // owned by acceptor_ now
     const int stop_fd = ::dup(stop_signal::stop_fd());  // stop_watch_ closes its own copy
     if (stop_fd < 0) throw_errno("dup");
     stop_watch_.assign(stop_fd);
-    asio::co_spawn(main_io(), accept_loop(), asio::detached);
+    // Setup failures (a reuseport sibling's bind, dup) happen here, before any thread.
+    if (resolve_acceptor(context_.config, kAsioAcceptor) == AcceptorMode::main) {
+      // Asio's own main acceptor: context 0 takes from the listener (or, in a worker process,
+      // from the master's channel) and hands connections to the contexts in turn.
+      auto& source = workers_.front()->source;
+      if (context_.channel) {
+        source = std::make_unique<ChannelSource>(std::move(context_.channel), false,
+                                                 context_.admission, nullptr);
+      } else {
+        source = std::make_unique<ListenerSource>(std::move(context_.listener), false,
+                                                  context_.admission, nullptr);
+      }
+      for (auto& w : workers_) w->loop = context_.stats.register_loop();
+      asio::co_spawn(main_io(), take_loop(*workers_.front(), /*spread=*/true), asio::detached);
+    } else {
+      LoopTopology topology(context_, static_cast<unsigned>(workers_.size()), kAsioAcceptor);
+      for (std::size_t i = 0; i < workers_.size(); ++i) {
+        workers_[i]->source = topology.source(static_cast<unsigned>(i));
+        asio::co_spawn(workers_[i]->io, take_loop(*workers_[i], /*spread=*/false), asio::detached);
+      }
+    }
     asio::co_spawn(main_io(), supervise(), asio::detached);
     // Context 0 runs on this thread, which keeps the signals. If one context fails, the stop
     // watcher (on context 0) may be gone with it, so every context is stopped outright.
@@ -141,42 +174,57 @@ class Server {
   }
   asio::io_context& main_io() { return workers_.front()->io; }
 
-  // Reuses the shared Acceptor (EINTR, ECONNABORTED, EMFILE shedding with a reserve fd, one
-  // log line per burst); Asio only tells us when the listener is readable. We wait only after
-  // EAGAIN: Asio's epoll is edge-triggered, so a backlog left half-drained would never wake us.
-  asio::awaitable<void> accept_loop() {
-    Acceptor acceptor(acceptor_.native_handle(), context_.stats);
-    while (acceptor_.is_open()) {
-      auto result = acceptor.accept_one(/*nonblocking=*/false);  // Asio sets O_NONBLOCK itself
-      switch (result.status) {
-        case Acceptor::Status::accepted:
-          admit(std::move(result.fd));
+  // Takes from `home`'s ConnectionSource (which accepts and admits) until the stop; Asio only
+  // tells us when the source is readable. We wait only after would_block: Asio's epoll is
+  // edge-triggered, so a backlog left half-drained would never wake us. With `spread` (context
+  // 0 accepting for all) each connection goes to the next context round-robin; otherwise it
+  // stays on `home`. At the stop, connections an inbox or channel already holds are served.
+  asio::awaitable<void> take_loop(Worker& home, bool spread) {
+    ConnectionSource& source = *home.source;
+    home.source_watch.assign(source.fd());
+    bool serving = true;
+    while (serving && !stopping_.load()) {
+      auto taken = source.take();
+      switch (taken.status) {
+        case ConnectionSource::Status::admitted:
+          start(spread ? next_worker() : home, std::move(taken.connection));
           break;
-        case Acceptor::Status::shed:
+        case ConnectionSource::Status::skipped:
           break;
-        case Acceptor::Status::would_block:
-          co_await acceptor_.async_wait(tcp::acceptor::wait_read, kNoThrow);
+        case ConnectionSource::Status::would_block:
+          co_await home.source_watch.async_wait(asio::posix::stream_descriptor::wait_read,
+                                                kNoThrow);
           break;
-        case Acceptor::Status::failed:
-          spdlog::error("accept: {}", std::strerror(result.error));
-          [[fallthrough]];  // unknown trouble: back off rather than spin
-        case Acceptor::Status::exhausted:
-          backoff_.expires_after(Acceptor::kExhaustedBackoff);
-          co_await backoff_.async_wait(kNoThrow);
+        case ConnectionSource::Status::exhausted:
+          home.backoff.expires_after(ConnectionSource::kBackoff);
+          co_await home.backoff.async_wait(kNoThrow);
           break;
-        case Acceptor::Status::stopped:
-          co_return;
+        case ConnectionSource::Status::ended:
+          serving = false;
+          break;
       }
     }
+    (void)home.source_watch.release();  // the source owns the descriptor
+    if (source.holds_accepted()) {
+      for (auto taken = source.take(); taken.status == ConnectionSource::Status::admitted ||
+                                       taken.status == ConnectionSource::Status::skipped;
+           taken = source.take()) {
+        if (taken.connection.fd) start(home, std::move(taken.connection));
+      }
+    }
+    home.source.reset();  // a listener closes: the kernel refuses new connections on it
   }
 
-  // Runs on the acceptor's thread, so open_ only grows here.
-  void admit(unique_fd fd) {
-    auto admitted = context_.admission.admit(std::move(fd));
-    if (!admitted) return;
-    open_.fetch_add(1);
+  Worker& next_worker() {
     Worker& worker = *workers_[next_worker_++ % workers_.size()];
-    asio::co_spawn(worker.io, serve(worker, std::move(*admitted)), asio::detached);
+    if (worker.loop != nullptr) worker.loop->connections.fetch_add(1, std::memory_order_relaxed);
+    return worker;
+  }
+
+  // On the taking context's thread; the connection's coroutine runs on `worker`'s.
+  void start(Worker& worker, AdmittedConnection admitted) {
+    open_.fetch_add(1);
+    asio::co_spawn(worker.io, serve(worker, std::move(admitted)), asio::detached);
   }
 
   // Stop, along the shared DrainTimeline: close the listener and let connections finish until
@@ -187,9 +235,13 @@ class Server {
   // the cancel is posted to this thread, so it cannot fall between the check and the arm).
   asio::awaitable<void> supervise() {
     co_await stop_watch_.async_wait(asio::posix::stream_descriptor::wait_read, kNoThrow);
-    acceptor_.close();
-    backoff_.cancel();
     stopping_.store(true);
+    for (auto& w : workers_) {
+      asio::post(w->io, [&worker = *w] {  // each taking coroutine ends on its own thread
+        if (worker.source_watch.is_open()) worker.source_watch.cancel();
+        worker.backoff.cancel();
+      });
+    }
     DrainTimeline timeline(context_.config.drain_timeout);
     timeline.stop(Clock::now());
     co_await drain_wait(timeline.input_cut_at());
@@ -336,11 +388,9 @@ class Server {
   tcp protocol_ = context_.bound.family() == AF_INET6 ? tcp::v6() : tcp::v4();
   std::vector<std::unique_ptr<Worker>> workers_;  // workers_[0] runs on the main thread
   // The following live on context 0 and are only touched by the main thread.
-  tcp::acceptor acceptor_{main_io()};
   asio::posix::stream_descriptor stop_watch_{main_io()};
-  asio::steady_timer backoff_{main_io()};
   asio::steady_timer drain_{main_io()};
-  std::size_t next_worker_ = 0;
+  std::size_t next_worker_ = 0;  // --acceptor main: the context that gets the next connection
   // Shared between threads: admitted connections not yet ended, and "drain in progress".
   std::atomic<std::size_t> open_{0};
   std::atomic<bool> stopping_{false};
@@ -348,10 +398,19 @@ class Server {
 
 class AsioCoroBackend final : public Backend {
  public:
+  explicit AsioCoroBackend(const ServerConfig& config) : config_(config) {}
+
+  void adjust_listener(ListenerOptions& options) const override {
+    adjust_for_topology(options, config_, kAsioAcceptor, std::max(config_.workers, 1u));
+  }
+
   int run(ServerContext& context) override {
     Server server(context);
     return server.run();
   }
+
+ private:
+  const ServerConfig& config_;
 };
 
 const BackendRegistrar kRegistrar{BackendInfo{
@@ -361,9 +420,11 @@ const BackendRegistrar kRegistrar{BackendInfo{
     .serves_concurrently = true,
     .threaded = false,
     .threads_flag = "--workers",
+    .loop_model = true,
+    .default_acceptor = kAsioAcceptor,
     .default_rank = 20,  // below epoll (100), above the blocking models
     .variants = {"--workers 2"},
-    .create = [](const ServerConfig&) { return std::make_unique<AsioCoroBackend>(); },
+    .create = [](const ServerConfig& config) { return std::make_unique<AsioCoroBackend>(config); },
 }};
 
 }  // namespace

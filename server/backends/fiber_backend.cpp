@@ -4,10 +4,12 @@
 // A parked connection costs its fiber stack (--stack-size reserved, with a guard page; only
 // touched pages are resident), its socket and its Session buffer, and no thread.
 //
-// --workers N: N schedulers on N threads, each with its own epoll and its own acceptor fiber,
-// all watching the one listener the core bound (each through a dup, EPOLLEXCLUSIVE). One
-// accept queue keeps arrival order and admission is checked against the process-wide
+// --workers N: N schedulers on N threads, each with its own epoll and its own acceptor fiber.
+// By default all watch the one listener the core bound (each through a dup, EPOLLEXCLUSIVE):
+// one accept queue keeps arrival order and admission is checked against the process-wide
 // Stats::active at accept time, so --max-connections admits exactly the first comers.
+// --acceptor reuseport or main (an acceptor thread handing connections to the schedulers'
+// inboxes) and --processes are the other topologies (topology/loop_topology.hpp).
 // A connection stays on the scheduler that accepted it: its Session needs no lock.
 #include <spdlog/spdlog.h>
 
@@ -19,11 +21,12 @@
 #include "app/backend_registry.hpp"
 #include "fiber/fiber_scheduler.hpp"
 #include "lifecycle/connection_options.hpp"
+#include "lifecycle/connection_source.hpp"
 #include "lifecycle/messages.hpp"
 #include "lifecycle/threads.hpp"
 #include "poller/multiplexer.hpp"
-#include "polyecho/acceptor.hpp"
 #include "polyecho/session.hpp"
+#include "topology/loop_topology.hpp"
 
 namespace polyecho {
 namespace {
@@ -113,11 +116,9 @@ struct ConnectionFiber {
   }
 };
 
-// On the accepting fiber: the shared admission, then a fiber of its own.
-void admit(FiberScheduler& scheduler, unique_fd fd, ServerContext& context) {
-  auto admitted = context.admission.admit(std::move(fd));
-  if (!admitted) return;
-  ConnectionFiber body{scheduler, context.config, context.stats, std::move(*admitted)};
+// On the accepting fiber: a fiber of its own for a connection the source admitted.
+void start(FiberScheduler& scheduler, AdmittedConnection admitted, ServerContext& context) {
+  ConnectionFiber body{scheduler, context.config, context.stats, std::move(admitted)};
   try {
     prepare_connection(body.admitted.fd.get(), context.config, /*blocking=*/false);
     scheduler.spawn(FiberScheduler::Kind::connection, std::move(body));
@@ -129,66 +130,75 @@ void admit(FiberScheduler& scheduler, unique_fd fd, ServerContext& context) {
   }
 }
 
-// The accepting fiber of one scheduler: the shared Acceptor (EINTR, ECONNABORTED, EMFILE
-// shedding) does the syscalls; EAGAIN waits for the listener, exhaustion sleeps instead of
-// spinning. Cancelled (a stop) at once; closing its listener copy refuses new connections.
-void accept_loop(FiberScheduler& scheduler, unique_fd listener, bool shared,
+// The accepting fiber of one scheduler: takes from its ConnectionSource (a listener, shared or
+// its own, or a main acceptor's inbox; it admits). Would-block waits for the source, exhaustion
+// sleeps instead of spinning. Cancelled (a stop) at once; an inbox's or channel's connections
+// already accepted are started before the source goes, and a listener closing refuses the rest.
+void accept_loop(FiberScheduler& scheduler, std::unique_ptr<ConnectionSource> source,
                  ServerContext& context) {
-  const WatchedFd watched(scheduler, std::move(listener));
-  Acceptor acceptor(watched.get(), context.stats);
-  const std::uint32_t interest = kReadable | (shared ? kExclusive : 0u);
-  for (;;) {
-    auto result = acceptor.accept_one(/*nonblocking=*/true);
-    Wake wake = Wake::ready;
-    switch (result.status) {
-      case Acceptor::Status::accepted:
-        admit(scheduler, std::move(result.fd), context);
+  const int fd = source->fd();
+  const std::uint32_t interest = kReadable | (source->shared() ? kExclusive : 0u);
+  bool serving = true;
+  while (serving) {
+    auto taken = source->take();
+    switch (taken.status) {
+      case ConnectionSource::Status::admitted:
+        start(scheduler, std::move(taken.connection), context);
         continue;
-      case Acceptor::Status::shed:
+      case ConnectionSource::Status::skipped:
         continue;
-      case Acceptor::Status::would_block:
-        wake = scheduler.wait(watched.get(), interest, std::chrono::milliseconds{0});
-        break;
-      case Acceptor::Status::stopped:
-        return;
-      case Acceptor::Status::failed:
-        spdlog::error("accept: {}", std::strerror(result.error));
-        [[fallthrough]];  // unknown trouble: back off rather than spin
-      case Acceptor::Status::exhausted:
-        wake = scheduler.sleep(Acceptor::kExhaustedBackoff);
-        break;
+      case ConnectionSource::Status::would_block:
+        serving = scheduler.wait(fd, interest, std::chrono::milliseconds{0}) != Wake::cancelled;
+        continue;
+      case ConnectionSource::Status::exhausted:
+        serving = scheduler.sleep(ConnectionSource::kBackoff) != Wake::cancelled;
+        continue;
+      case ConnectionSource::Status::ended:
+        serving = false;
+        continue;
     }
-    if (wake == Wake::cancelled) return;
+  }
+  scheduler.forget(fd);  // before the source closes it
+  if (!source->holds_accepted()) return;
+  for (auto taken = source->take(); taken.status == ConnectionSource::Status::admitted ||
+                                    taken.status == ConnectionSource::Status::skipped;
+       taken = source->take()) {
+    if (taken.connection.fd) start(scheduler, std::move(taken.connection), context);
   }
 }
 
+// Without --acceptor every scheduler watches the one listener (EPOLLEXCLUSIVE): one accept
+// queue keeps arrival order, and an idle scheduler takes the next connection.
+constexpr AcceptorMode kFiberAcceptor = AcceptorMode::shared;
+
 class FiberBackend final : public Backend {
  public:
-  explicit FiberBackend(const ServerConfig& config) : workers_(std::max(config.workers, 1u)) {}
+  explicit FiberBackend(const ServerConfig& config)
+      : config_(config), workers_(std::max(config.workers, 1u)) {}
+
+  void adjust_listener(ListenerOptions& options) const override {
+    adjust_for_topology(options, config_, kFiberAcceptor, workers_);
+  }
 
   int run(ServerContext& context) override {
     const ServerConfig& config = context.config;
-    const bool shared = workers_ > 1;
-    // The Acceptor must see EAGAIN, never block; the flag lives on the shared file, so the
-    // dups below have it too.
-    set_nonblocking(context.listener.get());
     // Setup failures (epoll_create, dup, the first stack) happen here, before any thread.
+    LoopTopology topology(context, workers_, kFiberAcceptor);
     std::vector<std::unique_ptr<FiberScheduler>> schedulers;
     for (unsigned i = 0; i < workers_; ++i) {
-      unique_fd listener =
-          i + 1 < workers_ ? dup_listener(context.listener.get()) : std::move(context.listener);
       auto scheduler = std::make_unique<FiberScheduler>(make_epoll_poller(/*edge_triggered=*/false),
                                                         config.stack_size, config.drain_timeout);
       scheduler->spawn(FiberScheduler::Kind::service,
-                       [&s = *scheduler, l = std::move(listener), shared, &context]() mutable {
-                         accept_loop(s, std::move(l), shared, context);
+                       [&s = *scheduler, source = topology.source(i), &context]() mutable {
+                         accept_loop(s, std::move(source), context);
                        });
       schedulers.push_back(std::move(scheduler));
     }
-    return run_loop_threads(workers_, [&schedulers](std::size_t i) { schedulers[i]->run(); });
+    return topology.run([&schedulers](std::size_t i) { schedulers[i]->run(); });
   }
 
  private:
+  const ServerConfig& config_;
   unsigned workers_;
 };
 
@@ -200,6 +210,8 @@ const BackendRegistrar kRegistrar{BackendInfo{
     .serves_concurrently = true,
     .threaded = false,
     .threads_flag = "--workers",
+    .loop_model = true,
+    .default_acceptor = kFiberAcceptor,
     .default_rank = 15,  // below epoll (100) and asio-coro (20), above the blocking models
     .variants = {"--workers 2"},
     .create = [](const ServerConfig& config) { return std::make_unique<FiberBackend>(config); },

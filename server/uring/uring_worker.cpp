@@ -10,6 +10,7 @@
 
 #include "lifecycle/connection_options.hpp"
 #include "lifecycle/threads.hpp"
+#include "polyecho/socket_ops.hpp"
 #include "polyecho/stop_signal.hpp"
 
 namespace polyecho::uring {
@@ -27,10 +28,11 @@ constexpr std::size_t kBulkBufferSize = std::size_t{64} * 1024;
 constexpr auto kAcceptBackoff = std::chrono::milliseconds(50);
 }  // namespace
 
-UringWorker::UringWorker(ServerContext& context, unique_fd listener)
+UringWorker::UringWorker(ServerContext& context, std::unique_ptr<ConnectionSource> source)
     : context_(context),
       config_(context.config),
-      listener_(std::move(listener)),
+      source_(std::move(source)),
+      kernel_accepts_(source_->listener() >= 0),
       ring_(RingOptions{.sqpoll = context.config.sqpoll}),
       drain_(context.config.drain_timeout) {
   const auto wait = context.config.work.duration;
@@ -112,10 +114,12 @@ void UringWorker::handle(const Completion& completion) {
 
 void UringWorker::arm_accept() {
   io_uring_sqe* sqe = ring_.sqe();
-  if (ring_.features().multishot_accept) {
-    io_uring_prep_multishot_accept(sqe, listener_.get(), nullptr, nullptr, SOCK_CLOEXEC);
+  if (!kernel_accepts_) {
+    io_uring_prep_poll_add(sqe, source_->fd(), POLLIN);  // one-shot: re-armed once taken dry
+  } else if (ring_.features().multishot_accept) {
+    io_uring_prep_multishot_accept(sqe, source_->listener(), nullptr, nullptr, SOCK_CLOEXEC);
   } else {
-    io_uring_prep_accept(sqe, listener_.get(), nullptr, nullptr, SOCK_CLOEXEC);
+    io_uring_prep_accept(sqe, source_->listener(), nullptr, nullptr, SOCK_CLOEXEC);
   }
   io_uring_sqe_set_data64(sqe, kAccept);
   accept_armed_ = true;
@@ -123,17 +127,22 @@ void UringWorker::arm_accept() {
 }
 
 void UringWorker::on_accept(int result, std::uint32_t flags) {
-  const bool ended = (flags & IORING_CQE_F_MORE) == 0;
+  const bool ended = !kernel_accepts_ || (flags & IORING_CQE_F_MORE) == 0;
   if (ended) {
     accept_armed_ = false;
     --loop_ops_;
+  }
+  if (!kernel_accepts_ && result >= 0 && !drain_.stopping()) {
+    take_from_source(/*rearm=*/true);  // re-arms the poll, or pauses
+    return;
   }
   if (result >= 0) {
     if (accept_backoffs_ > 0) {
       spdlog::warn("accept: descriptors available again after {} backoff(s)", accept_backoffs_);
       accept_backoffs_ = 0;
     }
-    admit(unique_fd(result));
+    if (!drain_.stopping()) start(source_->admit(unique_fd(result)));
+    // else: closing it refuses the client
   } else if (result == -EMFILE || result == -ENFILE || result == -ENOBUFS || result == -ENOMEM) {
     // Re-arming now would fail again at once: pause, and let the tick resume accepting.
     if (accept_backoffs_++ == 0) {
@@ -148,23 +157,49 @@ void UringWorker::on_accept(int result, std::uint32_t flags) {
     spdlog::error("accept: {}", std::strerror(-result));
   }
   if (drain_.stopping()) {
-    if (ended) listener_.reset();  // no accept left in the kernel: the port can close
+    if (ended) source_.reset();  // no accept left in the kernel: the port can close
     return;
   }
   if (ended && !accept_paused_until_) arm_accept();
 }
 
-void UringWorker::admit(unique_fd socket) {
-  loop_thread_.check("UringWorker::admit");
-  if (drain_.stopping()) return;  // closing it refuses the client
-  auto admitted = context_.admission.admit(std::move(socket));
-  if (!admitted) return;
-  try {
-    prepare_connection(admitted->fd.get(), config_, /*blocking=*/false);
-  } catch (const std::system_error&) {
-    return admitted->ticket.refuse(std::move(admitted->fd));  // the peer already reset
+// A source this worker takes from itself (an inbox, a channel) said it is readable.
+// With `rearm`, the poll is armed again once the source is dry.
+void UringWorker::take_from_source(bool rearm) {
+  for (;;) {
+    auto taken = source_->take();
+    switch (taken.status) {
+      case ConnectionSource::Status::admitted:
+        // From an event loop's source, so non-blocking; io_uring would then answer EAGAIN
+        // instead of waiting for the socket. Its operations wait in the kernel instead.
+        set_nonblocking(taken.connection.fd.get(), false);
+        start(std::move(taken));
+        continue;
+      case ConnectionSource::Status::skipped:
+        continue;
+      case ConnectionSource::Status::would_block:
+        if (rearm) arm_accept();
+        return;
+      case ConnectionSource::Status::exhausted:
+        accept_paused_until_ = now_ + ConnectionSource::kBackoff;
+        if (!timer_armed_) arm_timer();
+        return;
+      case ConnectionSource::Status::ended:
+        return;
+    }
   }
-  Connection& c = open_.emplace_back(std::move(*admitted), config_.protocol);
+}
+
+void UringWorker::start(ConnectionSource::Taken taken) {
+  loop_thread_.check("UringWorker::start");
+  if (taken.status != ConnectionSource::Status::admitted) return;
+  AdmittedConnection& admitted = taken.connection;
+  try {
+    prepare_connection(admitted.fd.get(), config_, /*blocking=*/false);
+  } catch (const std::system_error&) {
+    return admitted.ticket.refuse(std::move(admitted.fd));  // the peer already reset
+  }
+  Connection& c = open_.emplace_back(std::move(admitted), config_.protocol);
   c.self = std::prev(open_.end());
   c.last_active = now_;
   progress(c);
@@ -215,12 +250,14 @@ void UringWorker::on_tick() {
 }
 
 void UringWorker::begin_stop() {
+  // Connections already accepted and waiting in an inbox or channel are ours: serve them too.
+  if (source_ && source_->holds_accepted()) take_from_source(/*rearm=*/false);
   drain_.stop(now_);
   accept_paused_until_.reset();
   if (accept_armed_) {
-    cancel(kAccept);  // the listener closes when the accept's last CQE arrives
+    cancel(kAccept);  // the source closes when the accept's last CQE arrives
   } else {
-    listener_.reset();
+    source_.reset();
   }
   if (!timer_armed_) arm_timer();
 }

@@ -3,11 +3,13 @@
 #include <chrono>
 #include <cstdint>
 #include <list>
+#include <memory>
 #include <optional>
 #include <vector>
 
 #include "lifecycle/admission.hpp"
 #include "lifecycle/backend.hpp"
+#include "lifecycle/connection_source.hpp"
 #include "lifecycle/drain_timeline.hpp"
 #include "lifecycle/thread_affinity.hpp"
 #include "polyecho/session.hpp"
@@ -64,11 +66,13 @@ inline std::uint64_t tag(const Connection* c, Op op) {
   return reinterpret_cast<std::uint64_t>(c) | op;
 }
 
-// One ring, one listener, one thread: accepts, echoes through Session, times out idle
+// One ring, one connection source, one thread: accepts, echoes through Session, times out idle
 // connections and drains on stop. Everything here runs on the worker's thread.
+// When the source is a listener, the kernel accepts (multishot accept); any other source (a
+// main acceptor's inbox, a master's channel) is polled through the ring and taken from here.
 class UringWorker {
  public:
-  UringWorker(ServerContext& context, unique_fd listener);
+  UringWorker(ServerContext& context, std::unique_ptr<ConnectionSource> source);
   UringWorker(const UringWorker&) = delete;
   UringWorker& operator=(const UringWorker&) = delete;
   ~UringWorker();
@@ -80,7 +84,8 @@ class UringWorker {
   void handle(const Completion& completion);
   void arm_accept();
   void on_accept(int result, std::uint32_t flags);
-  void admit(unique_fd socket);
+  void take_from_source(bool rearm);
+  void start(ConnectionSource::Taken taken);
   void arm_timer();
   void on_tick();
   void begin_stop();
@@ -107,7 +112,8 @@ class UringWorker {
 
   ServerContext& context_;
   const ServerConfig& config_;
-  unique_fd listener_;
+  std::unique_ptr<ConnectionSource> source_;  // null once the stop let go of it
+  bool kernel_accepts_;                       // the source is a listener: multishot accept
   Ring ring_;
   // Provided buffers in two size classes; both absent on kernels without buffer rings.
   std::optional<ProvidedBufferRing> small_pool_;
