@@ -168,7 +168,8 @@ TEST_P(Coroutines, IdleTimeoutClosesTheIdleClientButNotTheBusyOne) {
 
 TEST_P(Coroutines, DescriptorExhaustionShedsOnceThenRecovers) {
   auto server = start({}, {.nofile_limit = 64});
-  constexpr int kClients = 100;  // well past what 64 descriptors can hold
+  // Well past what 64 descriptors can hold, in each serving process.
+  const int kClients = 100 * static_cast<int>(GetParam().serving_processes());
   std::vector<unique_fd> clients;
   int served = 0;
   int shed = 0;

@@ -423,7 +423,7 @@ const BackendRegistrar kRegistrar{BackendInfo{
     .loop_model = true,
     .default_acceptor = kAsioAcceptor,
     .default_rank = 20,  // below epoll (100), above the blocking models
-    .variants = {"--workers 2"},
+    .variants = {"--workers 2", "--acceptor reuseport --workers 2", "--processes 2 --workers 2"},
     .create = [](const ServerConfig& config) { return std::make_unique<AsioCoroBackend>(config); },
 }};
 

@@ -46,7 +46,11 @@ const BackendRegistrar kRegistrar{BackendInfo{
     .loop_model = true,
     .default_acceptor = kReactorAcceptor,
     .default_rank = 100,
-    .variants = {"--edge-triggered", "--workers 2", "--edge-triggered --workers 2"},
+    // The topologies (docs/TOPOLOGIES.md): main-sub reactors, one shared listener, and
+    // worker processes fed by reuseport (the default), by the master (fd passing) or shared.
+    .variants = {"--edge-triggered", "--workers 2", "--edge-triggered --workers 2",
+                 "--acceptor main --workers 2", "--acceptor shared --workers 2", "--processes 2",
+                 "--processes 2 --acceptor main", "--processes 2 --acceptor shared"},
     .create = [](const ServerConfig& config) { return std::make_unique<EpollBackend>(config); },
 }};
 

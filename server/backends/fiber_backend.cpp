@@ -213,7 +213,7 @@ const BackendRegistrar kRegistrar{BackendInfo{
     .loop_model = true,
     .default_acceptor = kFiberAcceptor,
     .default_rank = 15,  // below epoll (100) and asio-coro (20), above the blocking models
-    .variants = {"--workers 2"},
+    .variants = {"--workers 2", "--acceptor main --workers 2", "--processes 2 --acceptor main"},
     .create = [](const ServerConfig& config) { return std::make_unique<FiberBackend>(config); },
 }};
 

@@ -21,7 +21,7 @@ const BackendRegistrar kRegistrar{BackendInfo{
     .loop_model = true,
     .default_acceptor = kReactorAcceptor,
     .default_rank = 4,
-    .variants = {},
+    .variants = {"--processes 2 --acceptor shared"},
     .create = [](const ServerConfig&) { return std::make_unique<PollBackend>(); },
 }};
 

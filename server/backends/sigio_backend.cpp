@@ -31,7 +31,7 @@ const BackendRegistrar kRegistrar{BackendInfo{
     .loop_model = true,
     .default_acceptor = kReactorAcceptor,
     .default_rank = 1,
-    .variants = {},
+    .variants = {"--processes 2"},
     .create = [](const ServerConfig&) { return std::make_unique<SigioBackend>(); },
 }};
 

@@ -54,7 +54,8 @@ const BackendRegistrar kRegistrar{BackendInfo{
     .loop_model = true,
     .default_acceptor = kUringAcceptor,
     .default_rank = 5,  // never the default: io_uring may be disabled at run time
-    .variants = {"--workers 2"},
+    .variants = {"--workers 2", "--acceptor main --workers 2", "--acceptor shared --workers 2",
+                 "--processes 2"},
     .create =
         [](const ServerConfig& config) {
           // Probe with a tiny ring: if io_uring is unusable here, say so before binding.

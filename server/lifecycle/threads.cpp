@@ -21,6 +21,18 @@ StopSignalsBlocked::~StopSignalsBlocked() {
   ::pthread_sigmask(SIG_SETMASK, &saved_, nullptr);
 }
 
+void StopSignalsBlocked::let_pending_in() const noexcept {
+  sigset_t pending;
+  if (::sigpending(&pending) != 0) return;
+  const bool waiting =
+      (sigismember(&pending, SIGTERM) == 1 && sigismember(&saved_, SIGTERM) == 0) ||
+      (sigismember(&pending, SIGINT) == 1 && sigismember(&saved_, SIGINT) == 0);
+  if (!waiting) return;
+  sigset_t blocked;
+  ::pthread_sigmask(SIG_SETMASK, &saved_, &blocked);  // the handler runs here
+  ::pthread_sigmask(SIG_SETMASK, &blocked, nullptr);
+}
+
 int run_loop_threads(std::size_t count, const std::function<void(std::size_t)>& run_loop) {
   count = std::max<std::size_t>(count, 1);
   std::atomic<int> exit_code{0};

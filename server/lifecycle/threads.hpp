@@ -25,6 +25,11 @@ class StopSignalsBlocked {
   StopSignalsBlocked& operator=(const StopSignalsBlocked&) = delete;
   // The mask before, for a wait that unblocks them atomically (ppoll, io_uring_enter).
   [[nodiscard]] const sigset_t& previous() const noexcept { return saved_; }
+  // Such a wait delivers a pending signal only when it sleeps: one that returns completions at
+  // once restores the mask and leaves the signal pending (pselect's rule). A loop that may
+  // never sleep under load calls this now and then: when a stop signal is pending and the mask
+  // before allowed it, it is let in (its handler runs) and the mask is set back.
+  void let_pending_in() const noexcept;
 
  private:
   sigset_t saved_{};

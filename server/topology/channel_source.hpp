@@ -21,6 +21,7 @@ class ChannelSource final : public ConnectionSource {
  private:
   unique_fd channel_;
   bool shared_;
+  bool shedding_ = false;  // out of descriptors: connections received are being lost
 };
 
 }  // namespace polyecho

@@ -26,6 +26,8 @@ constexpr unsigned kBulkBuffers = 32;
 constexpr std::size_t kBulkBufferSize = std::size_t{64} * 1024;
 // Out of descriptors: stop accepting this long, then try again (never spin on -EMFILE).
 constexpr auto kAcceptBackoff = std::chrono::milliseconds(50);
+// How often a busy loop looks for a stop signal its waits did not let in (see run()).
+constexpr auto kSignalCheck = std::chrono::milliseconds(20);
 }  // namespace
 
 UringWorker::UringWorker(ServerContext& context, std::unique_ptr<ConnectionSource> source)
@@ -67,9 +69,15 @@ void UringWorker::run() {
   ++loop_ops_;
   arm_accept();
   if (config_.idle_timeout.count() > 0) arm_timer();
+  auto signals_checked = now_;
   while (!finished()) {
     ring_.submit_and_wait(between_waits.previous());
     now_ = Clock::now();
+    // Under load the wait may never sleep, and then never lets a stop signal in.
+    if (now_ - signals_checked >= kSignalCheck) {
+      signals_checked = now_;
+      between_waits.let_pending_in();
+    }
     auto& ready = ring_.ready();
     for (std::size_t i = 0; i < ready.size(); ++i) handle(Completion(ready[i]));  // copy: may grow
     ready.clear();
@@ -136,15 +144,22 @@ void UringWorker::on_accept(int result, std::uint32_t flags) {
     take_from_source(/*rearm=*/true);  // re-arms the poll, or pauses
     return;
   }
-  if (result >= 0) {
+  if (result >= 0 && !kernel_accepts_) {
+    // A poll on the source while stopping: begin_stop() took what it held.
+  } else if (result >= 0) {
     if (accept_backoffs_ > 0) {
       spdlog::warn("accept: descriptors available again after {} backoff(s)", accept_backoffs_);
       accept_backoffs_ = 0;
     }
     if (!drain_.stopping()) start(source_->admit(unique_fd(result)));
     // else: closing it refuses the client
-  } else if (result == -EMFILE || result == -ENFILE || result == -ENOBUFS || result == -ENOMEM) {
-    // Re-arming now would fail again at once: pause, and let the tick resume accepting.
+  } else if (result != -ECANCELED && result != -ECONNABORTED && result != -EINTR &&
+             result != -EINVAL) {
+    // Out of descriptors or memory, or trouble we do not know: re-arming now would fail again
+    // at once. Pause, and let the tick resume accepting.
+    if (result != -EMFILE && result != -ENFILE && result != -ENOBUFS && result != -ENOMEM) {
+      spdlog::error("accept: {}", std::strerror(-result));
+    }
     if (accept_backoffs_++ == 0) {
       spdlog::warn("accept: {}; pausing accept for {} ms at a time until descriptors free up",
                    std::strerror(-result), kAcceptBackoff.count());
@@ -153,14 +168,16 @@ void UringWorker::on_accept(int result, std::uint32_t flags) {
     if (!ended) cancel(kAccept);
     if (!timer_armed_) arm_timer();
     return;
-  } else if (result != -ECANCELED && result != -ECONNABORTED && result != -EINTR) {
-    spdlog::error("accept: {}", std::strerror(-result));
+  } else if (result == -EINVAL) {
+    // The listener no longer listens: a master shut the shared socket down to stop. Nothing
+    // more will come, and re-arming would fail again at once, so accept no more.
+    accept_ended_ = true;
   }
   if (drain_.stopping()) {
     if (ended) source_.reset();  // no accept left in the kernel: the port can close
     return;
   }
-  if (ended && !accept_paused_until_) arm_accept();
+  if (ended && !accept_paused_until_ && !accept_ended_) arm_accept();
 }
 
 // A source this worker takes from itself (an inbox, a channel) said it is readable.

@@ -125,6 +125,7 @@ class UringWorker {
 
   unsigned loop_ops_ = 0;  // accept, timer, stop poll and their cancels
   bool accept_armed_ = false;
+  bool accept_ended_ = false;  // the listener was shut down: never re-armed
   bool timer_armed_ = false;
   bool timer_cancelled_ = false;
   DrainTimeline drain_;

@@ -8,6 +8,13 @@
 
 namespace polyecho::test {
 
+unsigned BackendCase::serving_processes() const {
+  for (std::size_t i = 0; i + 1 < flags.size(); ++i) {
+    if (flags[i] == "--processes") return static_cast<unsigned>(std::stoul(flags[i + 1]));
+  }
+  return 1;
+}
+
 std::vector<std::string> BackendCase::args(const std::vector<std::string>& extra) const {
   std::vector<std::string> all{"--backend", backend};
   all.insert(all.end(), flags.begin(), flags.end());

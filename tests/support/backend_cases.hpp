@@ -14,6 +14,9 @@ struct BackendCase {
   bool uses_workers = false;
   std::string label;  // gtest-safe name, e.g. "epoll_workers_2"
 
+  // Processes that serve connections, each with its own descriptor table: N with
+  // "--processes N", else 1.
+  [[nodiscard]] unsigned serving_processes() const;
   // "--backend NAME FLAGS... EXTRA..."
   [[nodiscard]] std::vector<std::string> args(const std::vector<std::string>& extra = {}) const;
 };
