@@ -239,9 +239,11 @@ bool LeaderFollowers::step(Connection& c, std::uint32_t bits) {
     close(c);
     return false;
   }
-  // Interest 0 (only its wait timer can move it on) still reports an error or hang-up, once.
+  // Interest 0: only its wait timer can move it on. Its socket then stays disarmed: the kernel
+  // reports errors and hang-ups whatever the interest, so re-arming it would hand a reset (or
+  // hung-up) peer's socket from thread to thread until the timer. The timer's write finds it.
   c.interest = interest;
-  multiplexer_->modify(c.io.fd(), interest | kOneShot);
+  if (interest != 0) multiplexer_->modify(c.io.fd(), interest | kOneShot);
   rearm_timer(c, (bits & Connection::kTimerDue) != 0);
   return true;
 }
