@@ -1,8 +1,8 @@
-// Per-message work (--work) in the readiness models (nbpoll, select, poll, sigio, epoll and its
-// variants), against the real server binary: a wait is a timer, so one loop overlaps many; a
-// block stalls the whole loop; each connection's messages leave in order; work in flight at a
-// stop still gets its echo; a peer that resets while its wait runs costs nothing.
-// Timing is only ever checked as a ratio of the configured work, with wide margins.
+// Per-message work (--work) in the readiness models (nbpoll, select, poll, sigio, epoll,
+// leader-follower and their variants), against the real server binary: a wait is a timer, so one
+// loop overlaps many; a block stalls the whole loop; each connection's messages leave in order;
+// work in flight at a stop still gets its echo; a peer that resets while its wait runs costs
+// nothing. Timing is only ever checked as a ratio of the configured work, with wide margins.
 #include <gtest/gtest.h>
 #include <sys/socket.h>
 
@@ -148,8 +148,8 @@ TEST_P(ReactorWork, AProtocolErrorIsCountedOnceAfterTheWork) {
 }
 
 INSTANTIATE_TEST_SUITE_P(ReadinessModels, ReactorWork,
-                         ::testing::ValuesIn(readiness_cases_among({"nbpoll", "select", "poll",
-                                                                    "sigio", "epoll"})),
+                         ::testing::ValuesIn(readiness_cases_among(
+                             {"nbpoll", "select", "poll", "sigio", "epoll", "leader-follower"})),
                          [](const auto& test_info) { return case_name(test_info.param); });
 
 // A connection whose peer has half-closed and whose messages all wait for their timer watches
@@ -178,7 +178,8 @@ TEST_P(ResetDuringWait, CostsNoCpuUntilTheTimer) {
 }
 
 INSTANTIATE_TEST_SUITE_P(PollAndEpoll, ResetDuringWait,
-                         ::testing::ValuesIn(readiness_cases_among({"poll", "epoll"})),
+                         ::testing::ValuesIn(readiness_cases_among({"poll", "epoll",
+                                                                    "leader-follower"})),
                          [](const auto& test_info) { return case_name(test_info.param); });
 
 // block is a blocking call on the loop thread: one loop answers ten connections one after the

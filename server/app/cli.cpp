@@ -190,7 +190,9 @@ std::optional<int> parse_command_line(int argc, char** argv, CommandLine& line) 
       ->check(CLI::Range(0, 86400))
       ->capture_default_str();
   app.add_option("--workers", c.workers,
-                 models_with_workers() + ": threads, processes or loops (0 = model default)")
+                 models_with_workers() +
+                     ": threads, processes or loops (0 = model default; leader-follower: "
+                     "threads taking turns at one shared epoll, default 4)")
       ->check(CLI::Range(0u, 4096u))
       ->capture_default_str();
 

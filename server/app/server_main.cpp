@@ -7,6 +7,7 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
@@ -37,9 +38,11 @@ void print_backends(bool json) {
     return;
   }
   const auto* preferred = BackendRegistry::preferred_default();
+  std::size_t name_width = 12;  // a column as wide as the longest name
+  for (const auto& b : BackendRegistry::all()) name_width = std::max(name_width, b.name.size());
   for (const auto& b : BackendRegistry::all()) {
-    fmt::print("{:<12} {:<9} {}{}\n", b.name, b.uses_workers ? "workers" : "-", b.description,
-               &b == preferred ? " [default]" : "");
+    fmt::print("{:<{}} {:<9} {}{}\n", b.name, name_width, b.uses_workers ? "workers" : "-",
+               b.description, &b == preferred ? " [default]" : "");
   }
   for (const auto& m : BackendRegistry::missing()) fmt::print("{} ({})\n", m.name, m.reason);
 }

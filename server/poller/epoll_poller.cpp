@@ -3,7 +3,10 @@
 // every wait until drained, so a handler may do one read per wakeup. Edge-triggered
 // (EPOLLET) reports a change once; the handler must then read/accept until EAGAIN, or the
 // remaining bytes sit unnoticed until the peer sends more (edge_triggered() tells the loop).
-// Reused by the fiber scheduler, which parks fibers on the same kind of readiness.
+// Reused by the fiber scheduler, which parks fibers on the same kind of readiness, and shared
+// by every thread of the leader/followers model: add/modify/remove touch only the kernel
+// object, so they are safe from any thread; wait() uses `events_` and needs one caller at a
+// time (that model's leader). kOneShot maps to EPOLLONESHOT.
 #include <sys/epoll.h>
 
 #include <cerrno>
@@ -16,8 +19,11 @@ namespace {
 
 class EpollPoller final : public Multiplexer {
  public:
-  explicit EpollPoller(bool edge_triggered)
-      : epoll_(::epoll_create1(EPOLL_CLOEXEC)), edge_triggered_(edge_triggered), events_(64) {
+  EpollPoller(bool edge_triggered, std::size_t max_events)
+      : epoll_(::epoll_create1(EPOLL_CLOEXEC)),
+        edge_triggered_(edge_triggered),
+        fixed_size_(max_events != 0),
+        events_(max_events != 0 ? max_events : 64) {
     if (!epoll_) throw_errno("epoll_create1");
   }
 
@@ -47,7 +53,9 @@ class EpollPoller final : public Multiplexer {
       ready.push_back({e.data.fd, events});
     }
     // A full array means more may be ready: grow so one wait can take them all next time.
-    if (static_cast<std::size_t>(n) == events_.size()) events_.resize(events_.size() * 2);
+    if (!fixed_size_ && static_cast<std::size_t>(n) == events_.size()) {
+      events_.resize(events_.size() * 2);
+    }
   }
 
   bool edge_triggered() const noexcept override { return edge_triggered_; }
@@ -58,7 +66,8 @@ class EpollPoller final : public Multiplexer {
     epoll_event e{};
     e.events = ((interest & kReadable) ? EPOLLIN : 0u) | ((interest & kWritable) ? EPOLLOUT : 0u) |
                (edge_triggered_ ? static_cast<std::uint32_t>(EPOLLET) : 0u) |
-               ((interest & kExclusive) ? static_cast<std::uint32_t>(EPOLLEXCLUSIVE) : 0u);
+               ((interest & kExclusive) ? static_cast<std::uint32_t>(EPOLLEXCLUSIVE) : 0u) |
+               ((interest & kOneShot) ? static_cast<std::uint32_t>(EPOLLONESHOT) : 0u);
     e.data.fd = fd;
     if (::epoll_ctl(epoll_.get(), op, fd, &e) != 0)
       throw_errno(op == EPOLL_CTL_ADD ? "epoll_ctl(ADD)" : "epoll_ctl(MOD)");
@@ -66,13 +75,15 @@ class EpollPoller final : public Multiplexer {
 
   unique_fd epoll_;
   bool edge_triggered_;
-  std::vector<epoll_event> events_;
+  bool fixed_size_;                  // a capped wait: never grow events_
+  std::vector<epoll_event> events_;  // wait() only
 };
 
 }  // namespace
 
-std::unique_ptr<Multiplexer> make_epoll_poller(bool edge_triggered) {
-  return std::make_unique<EpollPoller>(edge_triggered);
+std::unique_ptr<Multiplexer> make_epoll_poller(bool edge_triggered,
+                                               std::size_t max_events_per_wait) {
+  return std::make_unique<EpollPoller>(edge_triggered, max_events_per_wait);
 }
 
 }  // namespace polyecho

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <string_view>
@@ -16,6 +17,12 @@ enum Readiness : std::uint32_t {
   // Interest hint for a listener shared by several loops: wake only one of them per new
   // connection (epoll: EPOLLEXCLUSIVE, add() only). Multiplexers that cannot do it ignore it.
   kExclusive = 1u << 3,
+  // Interest hint: report this fd to ONE wait, then stop watching it until modify() re-arms
+  // it (epoll: EPOLLONESHOT). With several threads sharing one multiplexer it hands each
+  // event to exactly one thread and keeps the fd from that thread's peers until it is done.
+  // Only the epoll poller implements it; the others ignore it (one thread owns each of them,
+  // so there is nobody to keep out).
+  kOneShot = 1u << 4,
 };
 
 struct ReadyEvent {
@@ -28,8 +35,12 @@ struct ReadyEvent {
 // {fd, events}. A multiplexer knows nothing about protocols, buffers or connections.
 //
 // Does not own the fds it watches: the caller removes an fd before closing it.
-// Not thread-safe: one multiplexer per loop thread (the fiber scheduler, which reuses one,
-// also runs on one thread).
+// Not thread-safe in general: one multiplexer per loop thread (the fiber scheduler, which
+// reuses one, also runs on one thread). The epoll poller is the exception the
+// leader/followers model relies on: add/modify/remove keep no user-space state (epoll_ctl
+// on the kernel object, which serialises them against a concurrent epoll_wait), so any
+// thread may call them while another waits; wait() itself fills a member array and must be
+// called by one thread at a time.
 class Multiplexer {
  public:
   virtual ~Multiplexer() = default;
@@ -58,7 +69,10 @@ class Multiplexer {
 [[nodiscard]] std::unique_ptr<Multiplexer> make_select_poller();
 [[nodiscard]] std::unique_ptr<Multiplexer> make_poll_poller();
 // Throws std::system_error naming epoll_create1 when epoll is unavailable.
-[[nodiscard]] std::unique_ptr<Multiplexer> make_epoll_poller(bool edge_triggered);
+// `max_events_per_wait`: 0 hands out every ready fd (the event array grows as needed); N caps a
+// wait at N events, e.g. 1 for a leader that takes one event and hands the wait on.
+[[nodiscard]] std::unique_ptr<Multiplexer> make_epoll_poller(bool edge_triggered,
+                                                             std::size_t max_events_per_wait = 0);
 // Asks the kernel nothing: reports every watched fd as ready for what it asked and lets the
 // non-blocking syscalls answer EAGAIN. Paces itself through after_dispatch() (its file says how).
 [[nodiscard]] std::unique_ptr<Multiplexer> make_spin_poller();
