@@ -79,7 +79,12 @@ INSTANTIATE_TEST_SUITE_P(
         BadFlag{{"--mode", "frame", "--work", "cpu"}, "--work"},
         BadFlag{{"--mode", "line", "--gil"}, "--gil"},
         BadFlag{{"--mode", "line", "--work", "wait:1000", "--gil"}, "--gil"},
-        BadFlag{{"--mode", "frame", "--max-frame", "-1"}, "--max-frame"}));
+        BadFlag{{"--mode", "frame", "--max-frame", "-1"}, "--max-frame"},
+        BadFlag{{"--backend", "asio-coro", "--io", "kqueue"}, "--io", {"epoll", "uring"}},
+        // --io picks Asio's backend, so it means nothing to another model (nor the default).
+        BadFlag{{"--backend", "epoll", "--io", "uring"}, "--io", {"--backend asio-coro"}},
+        BadFlag{{"--io", "uring"}, "--io", {"--backend asio-coro"}},
+        BadFlag{{"--backend", "fiber", "--io", "epoll"}, "--io", {"--backend asio-coro"}}));
 
 struct Strategy {
   std::string backend;
@@ -112,9 +117,12 @@ INSTANTIATE_TEST_SUITE_P(Values, ServerCliAcceptsEveryStrategy,
                                            Strategy{"threadpool", "--pool-strategy", "accept"},
                                            Strategy{"prefork", "--accept-strategy", "shared"},
                                            Strategy{"prefork", "--accept-strategy", "reuseport"},
-                                           Strategy{"prefork", "--accept-strategy", "fdpass"}),
+                                           Strategy{"prefork", "--accept-strategy", "fdpass"},
+                                           Strategy{"asio-coro", "--io", "epoll"}),
                          [](const auto& test) {
-                           return test.param.backend + "_" + test.param.value;
+                           std::string name = test.param.backend + "_" + test.param.value;
+                           std::replace(name.begin(), name.end(), '-', '_');  // gtest names
+                           return name;
                          });
 
 // Maps each long flag in --help to the heading it is listed under. A heading is an unindented
@@ -155,6 +163,7 @@ TEST(ServerCli, HelpListsEachFlagUnderTheModelsItAppliesTo) {
        {"--pool-strategy", "--queue-limit", "--accept-strategy", "--worker-threads"}},
       {"Fibers (fiber)", {"--stack-size"}},
       {"Completion (uring)", {"--sqpoll"}},
+      {"Coroutines (asio-coro)", {"--io"}},
   };
   const auto section_of = help_sections(help.output);
   std::size_t flags = 0;

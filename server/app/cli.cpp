@@ -242,6 +242,12 @@ std::optional<int> parse_command_line(int argc, char** argv, CommandLine& line) 
   start_section(app, "Completion (uring)");
   app.add_flag("--sqpoll", c.sqpoll, "uring: kernel-side submission polling");
 
+  start_section(app, "Coroutines (asio-coro)");
+  const CLI::Option* asio_io =
+      add_choice(app, "--io", c.asio_io, {{"epoll", AsioIo::epoll}, {"uring", AsioIo::uring}},
+                 "asio-coro: the Asio backend under the coroutines: its epoll reactor, or "
+                 "io_uring (docs/COROUTINES.md)");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -270,6 +276,15 @@ std::optional<int> parse_command_line(int argc, char** argv, CommandLine& line) 
     fmt::print(stderr,
                "polyecho-server: error: --gil: only cpu and block work take the lock; "
                "add --work cpu:N or --work block:N\n");
+    return 2;
+  }
+  // Only asio-coro runs on Asio; elsewhere --io would be silently ignored.
+  const BackendInfo* chosen =
+      c.backend.empty() ? BackendRegistry::preferred_default() : BackendRegistry::find(c.backend);
+  if (asio_io->count() > 0 && (chosen == nullptr || chosen->name != "asio-coro")) {
+    fmt::print(stderr,
+               "polyecho-server: error: --io: only asio-coro runs on Asio; add --backend "
+               "asio-coro\n");
     return 2;
   }
   // Messages wait in the Session until their work is done, so their echo follows it.

@@ -13,6 +13,11 @@
 // Stopping: the core's stop_signal owns SIGINT/SIGTERM. We watch its sticky stop fd rather than
 // use asio::signal_set, which would install its own handler over the core's and lose "a second
 // signal exits at once" (and stop_signal::requested()).
+//
+// IO: --io epoll runs the coroutines on Asio's default reactor, --io uring on its io_uring
+// backend (the kernel performs the reads and writes). Asio fixes that at compile time, so CMake
+// compiles this file twice (server/CMakeLists.txt says how); only the end of the file differs.
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 #include <asio/co_spawn.hpp>
@@ -29,12 +34,16 @@
 #include <asio/write.hpp>
 #include <atomic>
 #include <cstring>
+#include <fstream>
 #include <memory>
 #include <optional>
+#include <string>
+#include <system_error>
 #include <unordered_set>
 #include <vector>
 
 #include "app/backend_registry.hpp"
+#include "backends/asio_coro_uring.hpp"
 #include "lifecycle/connection_options.hpp"
 #include "lifecycle/connection_source.hpp"
 #include "lifecycle/drain_timeline.hpp"
@@ -276,6 +285,12 @@ class Server {
   asio::awaitable<void> serve(Worker& worker, AdmittedConnection admitted) {
     try {
       prepare_connection(admitted.fd.get(), context_.config, /*blocking=*/false);
+#if defined(POLYECHO_ASIO_CORO_URING)
+      // Sources hand out non-blocking sockets (what a readiness loop wants). On a blocking one
+      // the kernel performs the read or write inside io_uring; on a non-blocking one Asio's
+      // io_uring backend falls back to a poll plus a syscall per operation.
+      set_nonblocking(admitted.fd.get(), false);
+#endif
       tcp::socket socket(worker.io);
       socket.assign(protocol_, admitted.fd.get());
       (void)admitted.fd.release();  // the socket owns it now
@@ -413,9 +428,44 @@ class AsioCoroBackend final : public Backend {
   const ServerConfig& config_;
 };
 
+}  // namespace
+
+#if defined(POLYECHO_ASIO_CORO_URING)
+// This is the second compilation (the io_uring one): it registers nothing and only makes the
+// backend for the asio-coro registered by the first. Asio sets up an io_context's ring when its
+// first I/O object is made, and throws there; that would be after binding, so probe now.
+std::unique_ptr<Backend> make_asio_coro_uring_backend(const ServerConfig& config) {
+  try {
+    asio::io_context probe{1};
+    const asio::steady_timer timer(probe);  // io_uring_queue_init happens here
+  } catch (const std::system_error& e) {
+    std::string why = e.what();
+    std::ifstream sysctl("/proc/sys/kernel/io_uring_disabled");
+    int disabled = 0;
+    if (sysctl >> disabled && disabled != 0)
+      why += fmt::format("; kernel.io_uring_disabled={}", disabled);
+    throw BackendUnavailable(fmt::format(
+        "asio-coro --io uring: io_uring is unavailable on this system ({}); use --io epoll", why));
+  }
+  return std::make_unique<AsioCoroBackend>(config);
+}
+
+bool asio_coro_uring_built() {
+  return true;
+}
+#else
+namespace {
+std::vector<std::string> variants() {
+  std::vector<std::string> flags{"--workers 2", "--acceptor reuseport --workers 2",
+                                 "--processes 2 --workers 2"};
+  if (asio_coro_uring_built()) flags.insert(flags.end(), {"--io uring", "--io uring --workers 2"});
+  return flags;
+}
+
 const BackendRegistrar kRegistrar{BackendInfo{
     .name = "asio-coro",
-    .description = "C++20 coroutines on Asio: a coroutine per connection, --workers io_contexts",
+    .description = "C++20 coroutines on Asio (--io epoll|uring): a coroutine per connection, "
+                   "--workers io_contexts",
     .uses_workers = true,
     .serves_concurrently = true,
     .threaded = false,
@@ -423,9 +473,13 @@ const BackendRegistrar kRegistrar{BackendInfo{
     .loop_model = true,
     .default_acceptor = kAsioAcceptor,
     .default_rank = 20,  // below epoll (100), above the blocking models
-    .variants = {"--workers 2", "--acceptor reuseport --workers 2", "--processes 2 --workers 2"},
-    .create = [](const ServerConfig& config) { return std::make_unique<AsioCoroBackend>(config); },
+    .variants = variants(),
+    .create = [](const ServerConfig& config) -> std::unique_ptr<Backend> {
+      if (config.asio_io == AsioIo::uring) return make_asio_coro_uring_backend(config);
+      return std::make_unique<AsioCoroBackend>(config);
+    },
 }};
-
 }  // namespace
+#endif
+
 }  // namespace polyecho

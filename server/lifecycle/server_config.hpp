@@ -33,6 +33,13 @@ enum class AcceptorMode {
   shared,         // one listener watched by every loop (process), woken one at a time
 };
 
+// asio-coro (--io): the Asio backend its coroutines run on. Asio picks it per translation unit at
+// compile time, so the build holds asio-coro twice (server/CMakeLists.txt says how).
+enum class AsioIo {
+  epoll,  // Asio's default reactor: readiness through epoll, then non-blocking syscalls
+  uring,  // Asio's io_uring backend: the kernel performs the reads and writes
+};
+
 // Every knob of polyecho-server, filled once by the CLI (server/app/cli.cpp) and read-only
 // after. Model-specific knobs live here too so that a backend file never parses flags itself;
 // choices arrive as enums, already validated, so a backend never compares strings.
@@ -68,6 +75,8 @@ struct ServerConfig {
   std::size_t stack_size = std::size_t{64} * 1024;
   // io_uring.
   bool sqpoll = false;
+  // C++20 coroutines on Asio.
+  AsioIo asio_io = AsioIo::epoll;  // asio-coro
 
   std::string log_level = "info";
 };
