@@ -158,6 +158,7 @@ TEST(ServerCli, HelpListsEachFlagUnderTheModelsItAppliesTo) {
       {"Limits and lifecycle",
        {"--max-connections", "--max-per-ip", "--idle-timeout", "--drain-timeout", "--keepalive",
         "--workers"}},
+      {"Topology (event-loop models; docs/TOPOLOGIES.md)", {"--acceptor", "--processes"}},
       {"Readiness (epoll)", {"--edge-triggered"}},
       {"Pools (threadpool, prefork)",
        {"--pool-strategy", "--queue-limit", "--accept-strategy", "--worker-threads"}},

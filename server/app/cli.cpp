@@ -196,15 +196,16 @@ std::optional<int> parse_command_line(int argc, char** argv, CommandLine& line) 
       ->check(CLI::Range(0u, 4096u))
       ->capture_default_str();
 
-  start_section(app, "Topology (event-loop models: " + loop_models() + "; docs/TOPOLOGIES.md)");
+  start_section(app, "Topology (event-loop models; docs/TOPOLOGIES.md)");
   add_choice(app, "--acceptor", c.acceptor,
              {{"default", AcceptorMode::model_default},
               {"main", AcceptorMode::main},
               {"reuseport", AcceptorMode::reuseport},
               {"shared", AcceptorMode::shared}},
-             "How connections reach the loops (and worker processes): main: one acceptor hands "
-             "them out round-robin; reuseport: a SO_REUSEPORT listener each; shared: one "
-             "listener, woken one at a time; default: the model's own (--list-backends --json)");
+             loop_models() +
+                 ": how connections reach the loops (and worker processes): main: one acceptor "
+                 "hands them out round-robin; reuseport: a SO_REUSEPORT listener each; shared: "
+                 "one listener, woken one at a time; default: the model's own");
   app.add_option("--processes", c.processes,
                  "Worker processes, each running the model with its --workers loops, under a "
                  "master that replaces a dead one (0 = run in this process)")
