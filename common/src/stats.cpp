@@ -10,9 +10,11 @@
 namespace polyecho {
 
 std::string Stats::summary() const {
-  return fmt::format("accepted={} rejected={} active={} bytes_in={} bytes_out={} errors={}",
-                     accepted.load(), rejected.load(), active.load(), bytes_in.load(),
-                     bytes_out.load(), errors.load());
+  return fmt::format(
+      "accepted={} rejected={} active={} bytes_in={} bytes_out={} errors={} offloaded={} "
+      "offload_queue_peak={}",
+      accepted.load(), rejected.load(), active.load(), bytes_in.load(), bytes_out.load(),
+      errors.load(), offloaded.load(), offload_queue_peak.load());
 }
 
 SharedStats::SharedStats() {

@@ -16,8 +16,15 @@ struct Stats {
   std::atomic<std::uint64_t> bytes_in{0};
   std::atomic<std::uint64_t> bytes_out{0};
   std::atomic<std::uint64_t> errors{0};
+  // --offload: messages whose work ran on the offload pool, the jobs waiting in its queue now
+  // (a gauge), and the most that ever waited there at once (never above --offload-queue).
+  // Written by the pool under its own lock; read by anyone.
+  std::atomic<std::uint64_t> offloaded{0};
+  std::atomic<std::int64_t> offload_queue_depth{0};
+  std::atomic<std::int64_t> offload_queue_peak{0};
 
-  // "accepted=… rejected=… active=… bytes_in=… bytes_out=… errors=…"
+  // "accepted=… rejected=… active=… bytes_in=… bytes_out=… errors=… offloaded=…
+  // offload_queue_peak=…"
   [[nodiscard]] std::string summary() const;
 };
 static_assert(std::atomic<std::uint64_t>::is_always_lock_free,
