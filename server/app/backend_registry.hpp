@@ -24,6 +24,9 @@ struct BackendInfo {
   // loop per thread, "--worker-threads" for threads per process); empty if no flag adds any.
   // With `threaded` this tells tools which variants are multi-threaded (scripts/tsan-cases).
   std::string threads_flag;
+  // Honours --offload N (its loops hand cpu and block work to a pool); anything else refuses
+  // the flag at start-up rather than ignore it.
+  bool supports_offload = false;
   // Higher wins when --backend is not given.
   int default_rank = 0;
   // Flag sets worth exercising besides the defaults, e.g. "--workers 2". The conformance suite

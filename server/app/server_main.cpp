@@ -9,6 +9,8 @@
 
 #include <cstdio>
 #include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
 
 #include "app/backend_registry.hpp"
 #include "app/cli.hpp"
@@ -28,6 +30,7 @@ void print_backends(bool json) {
                       {"serves_concurrently", b.serves_concurrently},
                       {"threaded", b.threaded},
                       {"threads_flag", b.threads_flag},
+                      {"supports_offload", b.supports_offload},
                       {"variants", b.variants}});
     }
     fmt::print("{}\n", list.dump(2));
@@ -39,6 +42,14 @@ void print_backends(bool json) {
                &b == preferred ? " [default]" : "");
   }
   for (const auto& m : BackendRegistry::missing()) fmt::print("{} ({})\n", m.name, m.reason);
+}
+
+std::string offload_models() {
+  std::vector<std::string> names;
+  for (const auto& b : BackendRegistry::all()) {
+    if (b.supports_offload) names.push_back(b.name);
+  }
+  return fmt::format("{}", fmt::join(names, ", "));
 }
 
 void setup_logging(const std::string& level) {
@@ -77,6 +88,14 @@ int server_main(int argc, char** argv) {
   if (info == nullptr) {
     fmt::print(stderr, "polyecho-server: error: no backend is compiled in\n");
     return 1;
+  }
+
+  if (config.offload_threads > 0 && !info->supports_offload) {
+    fmt::print(stderr,
+               "polyecho-server: error: --offload: the {} model does not support it (it does: "
+               "{})\n",
+               info->name, offload_models());
+    return 2;
   }
 
   Endpoint endpoint;

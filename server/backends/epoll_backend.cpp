@@ -39,8 +39,10 @@ const BackendRegistrar kRegistrar{BackendInfo{
     .serves_concurrently = true,
     .threaded = false,
     .threads_flag = "--workers",
+    .supports_offload = true,
     .default_rank = 100,
-    .variants = {"--edge-triggered", "--workers 2", "--edge-triggered --workers 2"},
+    .variants = {"--edge-triggered", "--workers 2", "--edge-triggered --workers 2", "--offload 2",
+                 "--edge-triggered --workers 2 --offload 2 --offload-queue 1"},
     .create = [](const ServerConfig& config) { return std::make_unique<EpollBackend>(config); },
 }};
 

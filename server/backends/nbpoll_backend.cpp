@@ -24,6 +24,7 @@ const BackendRegistrar kRegistrar{BackendInfo{
     .serves_concurrently = true,
     .threaded = false,
     .threads_flag = "",
+    .supports_offload = true,
     .default_rank = 2,
     .variants = {},
     .create = [](const ServerConfig&) { return std::make_unique<NbpollBackend>(); },

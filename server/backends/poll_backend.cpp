@@ -18,8 +18,9 @@ const BackendRegistrar kRegistrar{BackendInfo{
     .serves_concurrently = true,
     .threaded = false,
     .threads_flag = "",
+    .supports_offload = true,
     .default_rank = 4,
-    .variants = {},
+    .variants = {"--offload 1 --offload-queue 1"},
     .create = [](const ServerConfig&) { return std::make_unique<PollBackend>(); },
 }};
 

@@ -19,6 +19,7 @@ const BackendRegistrar kRegistrar{BackendInfo{
     .serves_concurrently = true,
     .threaded = false,
     .threads_flag = "",
+    .supports_offload = true,
     .default_rank = 3,
     .variants = {},
     .create = [](const ServerConfig&) { return std::make_unique<SelectBackend>(); },

@@ -28,6 +28,7 @@ const BackendRegistrar kRegistrar{BackendInfo{
     .serves_concurrently = true,
     .threaded = false,
     .threads_flag = "",
+    .supports_offload = true,
     .default_rank = 1,
     .variants = {},
     .create = [](const ServerConfig&) { return std::make_unique<SigioBackend>(); },
