@@ -72,6 +72,10 @@ INSTANTIATE_TEST_SUITE_P(
         BadFlag{
             {"--accept-strategy", "steal"}, "--accept-strategy", {"shared", "reuseport", "fdpass"}},
         BadFlag{{"--accept-strategy"}, "--accept-strategy"},
+        BadFlag{{"--offload", "-1"}, "--offload"}, BadFlag{{"--offload", "2000"}, "--offload"},
+        BadFlag{{"--offload-queue", "0"}, "--offload-queue"},
+        // A model without a pool refuses the flag (after the parse: the default is chosen late).
+        BadFlag{{"--backend", "thread", "--offload", "2"}, "--offload"},
         // Work needs messages: raw mode (the default) has none.
         BadFlag{{"--work", "wait:1000"}, "--work", {"--mode line", "--mode frame"}},
         BadFlag{{"--mode", "line", "--work", "sleep:10"}, "--work", {"cpu", "block", "wait"}},
@@ -159,6 +163,7 @@ TEST(ServerCli, HelpListsEachFlagUnderTheModelsItAppliesTo) {
        {"--max-connections", "--max-per-ip", "--idle-timeout", "--drain-timeout", "--keepalive",
         "--workers"}},
       {"Topology (event-loop models; docs/TOPOLOGIES.md)", {"--acceptor", "--processes"}},
+      {"Offload (epoll, nbpoll, poll, select, sigio)", {"--offload", "--offload-queue"}},
       {"Readiness (epoll)", {"--edge-triggered"}},
       {"Pools (threadpool, prefork)",
        {"--pool-strategy", "--queue-limit", "--accept-strategy", "--worker-threads"}},

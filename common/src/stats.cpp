@@ -17,8 +17,10 @@ LoopStats* Stats::register_loop() noexcept {
 
 std::string Stats::summary() const {
   std::string line = fmt::format(
-      "accepted={} rejected={} active={} bytes_in={} bytes_out={} errors={}", accepted.load(),
-      rejected.load(), active.load(), bytes_in.load(), bytes_out.load(), errors.load());
+      "accepted={} rejected={} active={} bytes_in={} bytes_out={} errors={} offloaded={} "
+      "offload_queue_peak={}",
+      accepted.load(), rejected.load(), active.load(), bytes_in.load(), bytes_out.load(),
+      errors.load(), offloaded.load(), offload_queue_peak.load());
   const std::size_t counted = std::min<std::size_t>(loops_started.load(), kMaxLoops);
   if (counted > 1) {
     line += " loop_connections=";

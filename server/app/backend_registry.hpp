@@ -28,6 +28,9 @@ struct BackendInfo {
   // --acceptor feeds its loops the `default_acceptor` way.
   bool loop_model = false;
   AcceptorMode default_acceptor = AcceptorMode::reuseport;
+  // Honours --offload N (its loops hand cpu and block work to a pool); anything else refuses
+  // the flag at start-up rather than ignore it.
+  bool supports_offload = false;
   // Higher wins when --backend is not given.
   int default_rank = 0;
   // Flag sets worth exercising besides the defaults, e.g. "--workers 2". The conformance suite

@@ -28,21 +28,17 @@ std::vector<std::string> backend_names() {
   return names;
 }
 
-// From the registry rather than written out, so the list matches what this build has.
-std::string models_with_workers() {
+// From the registry rather than written out, so the lists match what this build has.
+std::string models_where(bool BackendInfo::*property) {
   std::vector<std::string> names;
   for (const auto& info : BackendRegistry::all()) {
-    if (info.uses_workers) names.push_back(info.name);
+    if (info.*property) names.push_back(info.name);
   }
   return fmt::format("{}", fmt::join(names, ", "));
 }
 
 std::string loop_models() {
-  std::vector<std::string> names;
-  for (const auto& info : BackendRegistry::all()) {
-    if (info.loop_model) names.push_back(info.name);
-  }
-  return fmt::format("{}", fmt::join(names, ", "));
+  return models_where(&BackendInfo::loop_model);
 }
 
 // --acceptor and --processes shape the event loops of a model; a model without any (a thread or
@@ -190,7 +186,7 @@ std::optional<int> parse_command_line(int argc, char** argv, CommandLine& line) 
       ->check(CLI::Range(0, 86400))
       ->capture_default_str();
   app.add_option("--workers", c.workers,
-                 models_with_workers() +
+                 models_where(&BackendInfo::uses_workers) +
                      ": threads, processes or loops (0 = model default; leader-follower: "
                      "threads taking turns at one shared epoll, default 4)")
       ->check(CLI::Range(0u, 4096u))
@@ -210,6 +206,19 @@ std::optional<int> parse_command_line(int argc, char** argv, CommandLine& line) 
                  "Worker processes, each running the model with its --workers loops, under a "
                  "master that replaces a dead one (0 = run in this process)")
       ->check(CLI::Range(0u, 1024u))
+      ->capture_default_str();
+
+  start_section(app, "Offload (" + models_where(&BackendInfo::supports_offload) + ")");
+  app.add_option("--offload", c.offload_threads,
+                 "Run cpu and block work on a pool of N threads while the event loop keeps "
+                 "doing the IO (0 = off: the loop does the work itself); waits stay on the "
+                 "loop's timers")
+      ->check(CLI::Range(0u, 1024u))
+      ->capture_default_str();
+  app.add_option("--offload-queue", c.offload_queue,
+                 "--offload: jobs that may wait for a pool thread; when full, connections are "
+                 "not read until there is room")
+      ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 20))
       ->capture_default_str();
 
   start_section(app, "Readiness (epoll)");

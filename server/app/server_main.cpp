@@ -10,6 +10,8 @@
 #include <algorithm>
 #include <cstdio>
 #include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
 
 #include "app/backend_registry.hpp"
 #include "app/cli.hpp"
@@ -32,6 +34,7 @@ void print_backends(bool json) {
                       {"threaded", b.threaded},
                       {"threads_flag", b.threads_flag},
                       {"loop_model", b.loop_model},
+                      {"supports_offload", b.supports_offload},
                       {"variants", b.variants}});
     }
     fmt::print("{}\n", list.dump(2));
@@ -45,6 +48,14 @@ void print_backends(bool json) {
                b.description, &b == preferred ? " [default]" : "");
   }
   for (const auto& m : BackendRegistry::missing()) fmt::print("{} ({})\n", m.name, m.reason);
+}
+
+std::string offload_models() {
+  std::vector<std::string> names;
+  for (const auto& b : BackendRegistry::all()) {
+    if (b.supports_offload) names.push_back(b.name);
+  }
+  return fmt::format("{}", fmt::join(names, ", "));
 }
 
 void setup_logging(const std::string& level) {
@@ -83,6 +94,14 @@ int server_main(int argc, char** argv) {
   if (info == nullptr) {
     fmt::print(stderr, "polyecho-server: error: no backend is compiled in\n");
     return 1;
+  }
+
+  if (config.offload_threads > 0 && !info->supports_offload) {
+    fmt::print(stderr,
+               "polyecho-server: error: --offload: the {} model does not support it (it does: "
+               "{})\n",
+               info->name, offload_models());
+    return 2;
   }
 
   Endpoint endpoint;

@@ -20,8 +20,9 @@ const BackendRegistrar kRegistrar{BackendInfo{
     .threads_flag = "",
     .loop_model = true,
     .default_acceptor = kReactorAcceptor,
+    .supports_offload = true,
     .default_rank = 4,
-    .variants = {"--processes 2 --acceptor shared"},
+    .variants = {"--processes 2 --acceptor shared", "--offload 1 --offload-queue 1"},
     .create = [](const ServerConfig&) { return std::make_unique<PollBackend>(); },
 }};
 

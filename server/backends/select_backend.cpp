@@ -21,6 +21,7 @@ const BackendRegistrar kRegistrar{BackendInfo{
     .threads_flag = "",
     .loop_model = true,
     .default_acceptor = kReactorAcceptor,
+    .supports_offload = true,
     .default_rank = 3,
     .variants = {},
     .create = [](const ServerConfig&) { return std::make_unique<SelectBackend>(); },

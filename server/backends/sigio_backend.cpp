@@ -30,6 +30,7 @@ const BackendRegistrar kRegistrar{BackendInfo{
     .threads_flag = "",
     .loop_model = true,
     .default_acceptor = kReactorAcceptor,
+    .supports_offload = true,
     .default_rank = 1,
     .variants = {"--processes 2"},
     .create = [](const ServerConfig&) { return std::make_unique<SigioBackend>(); },

@@ -66,6 +66,10 @@ struct ServerConfig {
 
   // Readiness models (reactor issue).
   bool edge_triggered = false;
+  // --offload N: cpu and block work run on a pool of N threads while the loops keep the IO
+  // (0 = off: inline on the loop). --offload-queue: jobs that may wait for a pool thread.
+  unsigned offload_threads = 0;
+  std::size_t offload_queue = 1024;
   // Pooled models.
   PoolStrategy pool_strategy = PoolStrategy::queue;  // threadpool
   std::size_t queue_limit = 1024;                    // threadpool queue / prefork fdpass queue

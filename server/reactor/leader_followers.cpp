@@ -64,7 +64,7 @@ struct LeaderFollowers::Connection {
   Connection(AdmittedConnection admitted, unique_fd timer, const ServerConfig& config, Stats& stats,
              Clock::time_point now)
       : timer_fd(std::move(timer)),
-        io(std::move(admitted.fd), config, stats, timers),
+        io(std::move(admitted.fd), config, stats, timers, /*offload=*/nullptr),
         ticket(std::move(admitted.ticket)),
         last_active(now) {}
 

@@ -14,16 +14,34 @@
 
 namespace polyecho {
 
+namespace {
+// --offload N: one pool for every reactor of the process, and only for work that occupies a
+// thread. A wait stays on each loop's timers, which already overlap any number of waits
+// without blocking anything: a pool thread would only sleep through it, and N of them would
+// cap how many waits run at once.
+std::unique_ptr<OffloadPool> make_offload_pool(const ServerConfig& config, Stats& stats) {
+  const bool occupies_thread =
+      config.work.kind == WorkKind::cpu || config.work.kind == WorkKind::block;
+  if (config.offload_threads == 0 || !occupies_thread) return nullptr;
+  return std::make_unique<OffloadPool>(config.offload_threads, config.offload_queue, config.work,
+                                       stats);
+}
+}  // namespace
+
 Reactor::Reactor(const ServerConfig& config, Stats& stats, std::unique_ptr<ConnectionSource> source,
-                 std::unique_ptr<Multiplexer> multiplexer)
+                 std::unique_ptr<Multiplexer> multiplexer, OffloadPool* offload)
     : config_(config),
       stats_(stats),
+      offload_(offload != nullptr ? std::make_unique<OffloadLink>(*offload) : nullptr),
       source_(std::move(source)),
       multiplexer_(std::move(multiplexer)),
       drain_(config.drain_timeout) {
   if (!multiplexer_->add(stop_signal::stop_fd(), kReadable) ||
       !multiplexer_->add(source_->fd(), source_interest())) {
     throw std::runtime_error("the multiplexer cannot watch the connection source");
+  }
+  if (offload_ && !multiplexer_->add(offload_->wake_fd(), kReadable)) {
+    throw std::runtime_error("the multiplexer cannot watch the offload wake fd");
   }
 }
 
@@ -45,6 +63,10 @@ void Reactor::run() {
 void Reactor::dispatch(const ReadyEvent& event) {
   if (event.fd == stop_signal::stop_fd()) {
     if (stop_signal::requested()) begin_stop();  // a guessing poller may report it early
+    return;
+  }
+  if (offload_ && event.fd == offload_->wake_fd()) {
+    offload_woken();
     return;
   }
   if (source_ && event.fd == source_->fd()) {
@@ -104,6 +126,44 @@ void Reactor::fire(const TimerQueue::Due& due) {
   apply(entry, entry->connection.on_wait_done(multiplexer_->edge_triggered()));
 }
 
+// Connections are only ever found by their fd and checked by serial: an entry for a closed
+// connection, or a newer one on the same fd, says no.
+Reactor::EntryList::iterator Reactor::find(const ConnectionRef& connection) {
+  const auto slot = static_cast<std::size_t>(connection.fd);
+  if (slot >= by_fd_.size()) return by_activity_.end();
+  return by_fd_[slot];
+}
+
+// The pool posted completions, room, or both. Completions first: they may submit the next
+// messages of their connections, which then queue behind the connections refused earlier.
+void Reactor::offload_woken() {
+  loop_thread_.check("Reactor::offload_woken");
+  const bool room = offload_->take(offload_scratch_);
+  const bool edge = multiplexer_->edge_triggered();
+  for (const ConnectionRef& done : offload_scratch_) {
+    const auto entry = find(done);
+    if (entry == by_activity_.end() || !entry->connection.awaits_offload(done)) continue;
+    apply(entry, entry->connection.on_offload_done(edge));
+  }
+  if (!room) return;
+  offload_->take_refused(offload_scratch_);
+  for (std::size_t i = 0; i < offload_scratch_.size(); ++i) {
+    const auto entry = find(offload_scratch_[i]);
+    if (entry == by_activity_.end() || !entry->connection.awaits_room(offload_scratch_[i])) {
+      continue;  // closed while it waited
+    }
+    const auto outcome = entry->connection.on_room(edge);
+    const bool refused_again = entry->connection.awaits_room(offload_scratch_[i]);
+    apply(entry, outcome);
+    if (refused_again) {
+      // Full again: it went back on the list, and the rest follow it there in their order,
+      // untried (each would be refused too). The pool posts room again at its next pop.
+      offload_->refuse_again(std::span(offload_scratch_).subspan(i + 1));
+      return;
+    }
+  }
+}
+
 // Takes what the source holds (edge-triggered readiness requires that anyway).
 bool Reactor::accept_ready() {
   bool progressed = false;
@@ -150,7 +210,7 @@ void Reactor::open(AdmittedConnection admitted) {
   const auto slot = static_cast<std::size_t>(raw);
   if (slot >= by_fd_.size())
     by_fd_.resize(std::max(slot + 1, by_fd_.size() * 2), by_activity_.end());
-  by_activity_.emplace_back(std::move(admitted), config_, stats_, timers_, now_);
+  by_activity_.emplace_back(std::move(admitted), config_, stats_, timers_, offload_.get(), now_);
   by_fd_[slot] = std::prev(by_activity_.end());
 }
 
@@ -229,9 +289,12 @@ int run_reactors(ServerContext& context, unsigned workers,
   // Everything that can fail at setup fails here, on the calling thread, before any thread.
   LoopTopology topology(context, workers, kReactorAcceptor);
   std::vector<std::unique_ptr<Reactor>> reactors;
+  // After `reactors`, so it is destroyed first: its threads are joined before the reactors
+  // (whose inboxes they post to) go away.
+  const auto pool = make_offload_pool(context.config, context.stats);
   for (unsigned i = 0; i < workers; ++i) {
     reactors.push_back(std::make_unique<Reactor>(context.config, context.stats, topology.source(i),
-                                                 make_multiplexer()));
+                                                 make_multiplexer(), pool.get()));
   }
   return topology.run([&reactors](std::size_t i) { reactors[i]->run(); });
 }

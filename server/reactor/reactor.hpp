@@ -12,6 +12,7 @@
 #include "lifecycle/drain_timeline.hpp"
 #include "lifecycle/thread_affinity.hpp"
 #include "poller/multiplexer.hpp"
+#include "reactor/offload_link.hpp"
 #include "reactor/reactor_connection.hpp"
 #include "reactor/timer_queue.hpp"
 
@@ -34,6 +35,12 @@ namespace polyecho {
 //  - Other timers (--work wait): a TimerQueue. A connection arms its own wait timer, with its
 //    fd as the payload, and cancels it when destroyed; when one is due the reactor hands it to
 //    that connection. The wait for readiness never outsleeps the earliest timer.
+//  - Offload (--offload N, cpu and block work): the reactor keeps all the IO and a shared
+//    OffloadPool does the work. Its OffloadLink's wake fd sits in the multiplexer beside the
+//    stop fd; when it is readable the reactor hands each completion to the connection it
+//    names (if that connection still exists: a serial tells it from a newer one on the same
+//    fd) and, when a pool thread has made room in the full queue, hands room to the
+//    connections the queue refused, oldest first, until one is refused again.
 //  - Stop: the sticky stop fd wakes every reactor; it stops accepting (lets go of its source,
 //    after taking what an inbox or channel already holds)
 //    and follows the shared DrainTimeline: connections run on until --drain-timeout, then
@@ -41,16 +48,18 @@ namespace polyecho {
 // Owns its source and its multiplexer. Not thread-safe: run() on one thread per reactor.
 class Reactor {
  public:
+  // `offload`: the pool for cpu and block work (--offload), or nullptr to do it inline. It
+  // must be joined before this reactor is destroyed.
   Reactor(const ServerConfig& config, Stats& stats, std::unique_ptr<ConnectionSource> source,
-          std::unique_ptr<Multiplexer> multiplexer);
+          std::unique_ptr<Multiplexer> multiplexer, OffloadPool* offload = nullptr);
   void run();
 
  private:
   using Clock = std::chrono::steady_clock;
   struct Entry {
     Entry(AdmittedConnection admitted, const ServerConfig& config, Stats& stats, TimerQueue& timers,
-          Clock::time_point now)
-        : connection(std::move(admitted.fd), config, stats, timers),
+          OffloadLink* offload, Clock::time_point now)
+        : connection(std::move(admitted.fd), config, stats, timers, offload),
           ticket(std::move(admitted.ticket)),
           last_active(now) {}
     ReactorConnection connection;
@@ -64,6 +73,8 @@ class Reactor {
   void apply(EntryList::iterator entry, const ReactorConnection::Outcome& outcome);
   void touch(EntryList::iterator entry);
   void fire(const TimerQueue::Due& due);
+  void offload_woken();
+  [[nodiscard]] EntryList::iterator find(const ConnectionRef& connection);
   bool accept_ready();
   void open(AdmittedConnection admitted);
   void close(EntryList::iterator entry);
@@ -76,7 +87,10 @@ class Reactor {
 
   const ServerConfig& config_;
   Stats& stats_;
-  std::unique_ptr<ConnectionSource> source_;  // null once stopping
+  // Before the multiplexer, so it is destroyed after it: its wake fd is watched there.
+  std::unique_ptr<OffloadLink> offload_;        // nullptr without --offload
+  std::vector<ConnectionRef> offload_scratch_;  // completions or refusals being handed out
+  std::unique_ptr<ConnectionSource> source_;    // null once stopping
   std::unique_ptr<Multiplexer> multiplexer_;
   TimerQueue timers_;      // before the connections: they cancel their timers when destroyed
   EntryList by_activity_;  // owns the connections; least recently active first

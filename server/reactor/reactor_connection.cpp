@@ -13,15 +13,19 @@ namespace polyecho {
 static_assert(ReactorConnection::kInitialInterest == kReadable);
 
 ReactorConnection::ReactorConnection(unique_fd fd, const ServerConfig& config, Stats& stats,
-                                     TimerQueue& timers)
+                                     TimerQueue& timers, OffloadLink* offload)
     : fd_(std::move(fd)),
       stats_(stats),
       work_(config.work),
       timers_(timers),
+      offload_(offload),
+      serial_(offload != nullptr ? offload->next_serial() : 0),
       session_(config.protocol) {}
 
 ReactorConnection::~ReactorConnection() {
   if (wait_timer_) timers_.cancel(wait_timer_);  // its fd may be reused by the next connection
+  // A job still in the pool needs nothing from us: it holds its own copy of what it reads, and
+  // its completion, carrying our serial, will find nobody and be dropped.
   counters_.flush_to(stats_);
   count_protocol_error(session_, stats_, fd_.get());
   if (error_ != 0) {
@@ -36,7 +40,7 @@ ReactorConnection::Outcome ReactorConnection::on_ready(std::uint32_t events, boo
   bool progressed = false;
   for (;;) {
     bool moved = false;
-    if (may_read_ && session_.wants_input() && !peer_eof_) {
+    if (may_read_ && session_.wants_input() && !peer_eof_ && !awaiting_room_) {
       moved |= read_phase(edge_triggered);
       if (work_.enabled()) start_work();  // all that --work adds to the path without it
     }
@@ -61,10 +65,29 @@ ReactorConnection::Outcome ReactorConnection::on_wait_done(bool edge_triggered) 
   return outcome;
 }
 
+ReactorConnection::Outcome ReactorConnection::on_offload_done(bool edge_triggered) {
+  in_flight_ = false;
+  session_.release_message();  // its echo joins the output, behind everything before it
+  start_work();                // the next message goes to the pool: one at a time, in order
+  Outcome outcome = on_ready(0, edge_triggered);
+  outcome.progressed = true;  // a reply is on its way: the connection is not idle
+  return outcome;
+}
+
+ReactorConnection::Outcome ReactorConnection::on_room(bool edge_triggered) {
+  awaiting_room_ = false;
+  start_work();  // refused again: awaiting_room_ is set again and reading stays off
+  return on_ready(0, edge_triggered);
+}
+
 // After bytes arrived (or the input ended): the work of the messages now pending.
 void ReactorConnection::start_work() {
   if (error_ != 0) return;  // closing on an error: nobody is left to answer
   if (work_.kind != WorkKind::wait) {
+    if (offload_ != nullptr) {
+      offload_next();
+      return;
+    }
     // cpu and block, on the loop thread: every connection of this loop waits meanwhile.
     work_pending_inline(session_, work_);
     return;
@@ -72,6 +95,20 @@ void ReactorConnection::start_work() {
   if (wait_timer_ || session_.pending_count() == 0) return;
   wait_timer_ =
       timers_.arm(TimerQueue::Clock::now() + work_.duration, static_cast<std::uint64_t>(fd_.get()));
+}
+
+// Hands the first pending message's work to the pool, unless a job of ours is already there
+// (order) or the full queue refused us and the loop has not handed us room yet (no retry
+// before then: a refused connection costs nothing until a pool thread frees a slot).
+void ReactorConnection::offload_next() {
+  if (in_flight_ || awaiting_room_) return;
+  const auto message = session_.pending_message();
+  if (!message) return;
+  if (offload_->submit({fd_.get(), serial_}, *message)) {
+    in_flight_ = true;
+  } else {
+    awaiting_room_ = true;  // interest() drops kReadable: the peer's bytes wait in the kernel
+  }
 }
 
 bool ReactorConnection::read_phase(bool edge_triggered) {
@@ -131,10 +168,11 @@ ReactorConnection::Outcome ReactorConnection::stop_reading() {
 
 std::uint32_t ReactorConnection::interest() const noexcept {
   std::uint32_t want = 0;
-  if (session_.wants_input() && !peer_eof_) want |= kReadable;  // not while full: backpressure
+  // Not while full, nor while the offload queue is: backpressure.
+  if (session_.wants_input() && !peer_eof_ && !awaiting_room_) want |= kReadable;
   if (session_.has_output()) want |= kWritable;
-  // 0 with pending work: only the wait timer can move this connection on. Otherwise 0 does not
-  // happen without being done (finished() or an error).
+  // 0 with pending work: only the wait timer, or the offload pool, can move this connection on.
+  // Otherwise 0 does not happen without being done (finished() or an error).
   return want;
 }
 

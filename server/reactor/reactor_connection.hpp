@@ -7,6 +7,7 @@
 #include "polyecho/session.hpp"
 #include "polyecho/stats.hpp"
 #include "polyecho/unique_fd.hpp"
+#include "reactor/offload_link.hpp"
 #include "reactor/timer_queue.hpp"
 
 namespace polyecho {
@@ -25,6 +26,12 @@ namespace polyecho {
 //    payload; whoever runs the queue calls on_wait_done() when it is due, which releases the
 //    message and arms the next one's. Reading goes on meanwhile (later messages wait pending
 //    in the bounded Session buffer, which stops the reading when full) and so does writing.
+//  - cpu and block with --offload: on the pool's threads. The connection submits its first
+//    pending message through the loop's OffloadLink and holds it, as for a wait, until the
+//    loop hands it the completion (on_offload_done()); then it releases it and submits the
+//    next. One job in flight per connection keeps its messages in order. When the pool's
+//    queue is full the connection stops reading (interest without kReadable) until the loop
+//    hands it room (on_room()), when it submits again. Reading and writing go on otherwise.
 //
 // Owns the socket; closes it, and adds its byte counts to Stats, when destroyed. Cancels its
 // armed timer when destroyed, so the queue never names a connection that is gone (the queue
@@ -38,7 +45,10 @@ class ReactorConnection {
     bool done;               // destroy the connection
   };
 
-  ReactorConnection(unique_fd fd, const ServerConfig& config, Stats& stats, TimerQueue& timers);
+  // `offload`: the loop's link to the --offload pool, or nullptr to do cpu and block work
+  // inline. Outlives the connection.
+  ReactorConnection(unique_fd fd, const ServerConfig& config, Stats& stats, TimerQueue& timers,
+                    OffloadLink* offload);
   ~ReactorConnection();
   ReactorConnection(const ReactorConnection&) = delete;
   ReactorConnection& operator=(const ReactorConnection&) = delete;
@@ -52,11 +62,26 @@ class ReactorConnection {
   // buffer had stopped reading), as on_ready() would.
   Outcome on_wait_done(bool edge_triggered);
 
+  // --offload. Its job (the one awaits_offload() names) is done: releases that message,
+  // submits the next one's work, and does the IO that allows, as on_wait_done() does.
+  Outcome on_offload_done(bool edge_triggered);
+  // The pool's queue has room again (awaits_room() was true): submits, and reads again if it
+  // could. If the queue is full again it keeps waiting, unread, and the link retries it later.
+  Outcome on_room(bool edge_triggered);
+
   // The drain deadline passed: read no more, keep what is owed and what is pending (its work
   // is still done). Never progressed.
   [[nodiscard]] Outcome stop_reading();
 
   [[nodiscard]] bool waits_on(TimerQueue::TimerId id) const noexcept { return wait_timer_ == id; }
+  // Whether `connection` (from a completion or the refused list) still names this connection
+  // and it waits for that: an fd reused since carries another serial.
+  [[nodiscard]] bool awaits_offload(const ConnectionRef& connection) const noexcept {
+    return in_flight_ && connection.serial == serial_;
+  }
+  [[nodiscard]] bool awaits_room(const ConnectionRef& connection) const noexcept {
+    return awaiting_room_ && connection.serial == serial_;
+  }
   // Messages received but not yet answered: its peer awaits a reply, so it is not idle.
   [[nodiscard]] bool has_pending_work() const noexcept { return session_.pending_count() > 0; }
   [[nodiscard]] int fd() const noexcept { return fd_.get(); }
@@ -67,6 +92,7 @@ class ReactorConnection {
   bool read_phase(bool edge_triggered);
   bool write_phase();
   void start_work();
+  void offload_next();
   [[nodiscard]] std::uint32_t interest() const noexcept;
 
   unique_fd fd_;
@@ -74,6 +100,10 @@ class ReactorConnection {
   const WorkConfig& work_;  // the server's, which outlives every connection
   TimerQueue& timers_;
   TimerQueue::TimerId wait_timer_;  // armed for the first pending message (wait work only)
+  OffloadLink* offload_;            // nullptr: cpu and block work run inline
+  std::uint64_t serial_ = 0;        // names this connection in offload jobs (0 without)
+  bool in_flight_ = false;          // the first pending message's work is in the pool
+  bool awaiting_room_ = false;      // the pool's queue refused it: not read until room
   Session session_;
   ConnectionCounters counters_;
   int error_ = 0;          // errno that ended the connection, 0 if it ended in order

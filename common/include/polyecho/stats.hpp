@@ -24,6 +24,12 @@ struct Stats {
   std::atomic<std::uint64_t> bytes_in{0};
   std::atomic<std::uint64_t> bytes_out{0};
   std::atomic<std::uint64_t> errors{0};
+  // --offload: messages whose work ran on the offload pool, the jobs waiting in its queue now
+  // (a gauge), and the most that ever waited there at once (never above --offload-queue).
+  // Written by the pool under its own lock; read by anyone.
+  std::atomic<std::uint64_t> offloaded{0};
+  std::atomic<std::int64_t> offload_queue_depth{0};
+  std::atomic<std::int64_t> offload_queue_peak{0};
 
   // Per event loop, in every process: a loop takes the next slot when it starts (a replaced
   // worker process's loops take new ones). Loops beyond kMaxLoops are not counted.
@@ -33,8 +39,9 @@ struct Stats {
   // This loop's slot, or null when every slot is taken. Thread-safe.
   [[nodiscard]] LoopStats* register_loop() noexcept;
 
-  // "accepted=… rejected=… active=… bytes_in=… bytes_out=… errors=…", then with two loops or
-  // more " loop_connections=A/B/…" in the order the loops started.
+  // "accepted=… rejected=… active=… bytes_in=… bytes_out=… errors=… offloaded=…
+  // offload_queue_peak=…", then with two loops or more " loop_connections=A/B/…" in the order
+  // the loops started.
   [[nodiscard]] std::string summary() const;
 };
 static_assert(std::atomic<std::uint64_t>::is_always_lock_free,
