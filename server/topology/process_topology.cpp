@@ -1,9 +1,11 @@
 #include "topology/process_topology.hpp"
 
+#include <poll.h>
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
 
 #include <cerrno>
+#include <chrono>
 #include <memory>
 #include <vector>
 
@@ -19,7 +21,7 @@ namespace {
 
 // --acceptor main across processes: the master's ends of the workers' channels, by slot. The
 // master end is non-blocking, so a worker that does not keep up fills its channel and is
-// skipped instead of stalling the master. Master thread only.
+// skipped while the others have room. Master thread only.
 class Channels {
  public:
   explicit Channels(unsigned workers) : master_(workers), worker_(workers) {}
@@ -42,17 +44,37 @@ class Channels {
     return std::move(worker_[slot]);
   }
 
-  // Round-robin over the workers that are alive; false when every channel is full (or gone).
+  // Round-robin over the workers that are alive. When every channel is full (a burst outran
+  // the workers) the master waits for room, at most kFullWait: holding the next connection
+  // back is better than refusing one it has already accepted, and the backlog queues the rest
+  // meanwhile. False when there is still no room after that, or a stop came.
   bool pass(int connection) {
-    for (std::size_t tried = 0; tried < master_.size(); ++tried) {
-      const unique_fd& channel = master_[next_];
-      next_ = (next_ + 1) % master_.size();
-      if (channel && send_fd(channel.get(), connection) == 0) return true;
+    const auto deadline = std::chrono::steady_clock::now() + kFullWait;
+    for (;;) {
+      for (std::size_t tried = 0; tried < master_.size(); ++tried) {
+        const unique_fd& channel = master_[next_];
+        next_ = (next_ + 1) % master_.size();
+        if (channel && send_fd(channel.get(), connection) == 0) return true;
+      }
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          deadline - std::chrono::steady_clock::now());
+      if (left.count() <= 0 || !wait_for_room(static_cast<int>(left.count()))) return false;
     }
-    return false;
   }
 
  private:
+  static constexpr std::chrono::milliseconds kFullWait{1000};
+
+  // Until a channel can take a record, the stop, or `timeout_ms`. False on the stop.
+  bool wait_for_room(int timeout_ms) {
+    std::vector<pollfd> fds{{stop_signal::stop_fd(), POLLIN, 0}};
+    for (const auto& channel : master_) {
+      if (channel) fds.push_back({channel.get(), POLLOUT, 0});
+    }
+    if (::poll(fds.data(), fds.size(), timeout_ms) < 0 && errno != EINTR) throw_errno("poll");
+    return !stop_signal::requested();
+  }
+
   std::vector<unique_fd> master_;
   std::vector<unique_fd> worker_;  // only between before_fork and after_fork
   std::size_t next_ = 0;

@@ -14,7 +14,8 @@ namespace polyecho {
 //  - shared: every worker inherits the one listener and its loops watch it exclusively;
 //  - main: only the master accepts, and passes each connection to the next worker round-robin
 //    over that worker's SOCK_SEQPACKET channel (SCM_RIGHTS); a worker whose channel is full
-//    is skipped, and with every channel full the connection is refused.
+//    is skipped, and with every channel full the master waits up to a second for room (the
+//    backlog holds the next connections meanwhile) before it refuses the connection.
 // Stats and --max-per-ip live in shared memory, so the figures stay process-wide, and the
 // connections of a worker that died are taken back out of them when it is reaped.
 // Runs on the master's only thread; returns its exit code once every worker is gone.
