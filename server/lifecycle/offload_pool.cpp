@@ -64,7 +64,10 @@ bool OffloadInbox::take(std::vector<ConnectionRef>& done) {
 
 OffloadPool::OffloadPool(unsigned threads, std::size_t queue_limit, const WorkConfig& work,
                          Stats& stats)
-    : work_(work), stats_(stats), queue_limit_(std::max<std::size_t>(queue_limit, 1)) {
+    : work_(work),
+      stats_(stats),
+      queue_limit_(std::max<std::size_t>(queue_limit, 1)),
+      ring_(queue_limit_) {
   threads_.reserve(threads);
   for (unsigned i = 0; i < threads; ++i) threads_.push_back(start_thread([this] { serve(); }));
 }
@@ -73,9 +76,9 @@ OffloadPool::~OffloadPool() {
   {
     const std::lock_guard lock(mutex_);
     stopping_ = true;
-    stats_.offload_queue_depth.fetch_sub(static_cast<std::int64_t>(queue_.size()),
+    stats_.offload_queue_depth.fetch_sub(static_cast<std::int64_t>(size_),
                                          std::memory_order_relaxed);
-    queue_.clear();
+    size_ = 0;
   }
   ready_.notify_all();
   for (auto& thread : threads_) thread.join();
@@ -85,15 +88,21 @@ bool OffloadPool::try_submit(OffloadInbox& inbox, ConnectionRef connection,
                              std::span<const char> message) {
   {
     const std::lock_guard lock(mutex_);
-    if (queue_.size() >= queue_limit_) {
+    if (size_ >= queue_limit_) {
       // Under the lock that guards the pop: the room this loop waits for cannot slip by unseen.
       if (std::ranges::find(want_room_, &inbox) == want_room_.end()) want_room_.push_back(&inbox);
       return false;
     }
-    std::string copy;
-    if (work_.kind == WorkKind::cpu) copy.assign(message.begin(), message.end());
-    queue_.push_back(Job{&inbox, connection, std::move(copy)});
-    const auto depth = static_cast<std::int64_t>(queue_.size());
+    Job& slot = ring_[(head_ + size_) % ring_.size()];
+    slot.inbox = &inbox;
+    slot.connection = connection;
+    if (work_.kind == WorkKind::cpu) {
+      slot.message.assign(message.begin(), message.end());  // reuses the slot's capacity
+    } else {
+      slot.message.clear();
+    }
+    ++size_;
+    const auto depth = static_cast<std::int64_t>(size_);
     stats_.offload_queue_depth.store(depth, std::memory_order_relaxed);
     if (depth > stats_.offload_queue_peak.load(std::memory_order_relaxed)) {
       stats_.offload_queue_peak.store(depth, std::memory_order_relaxed);
@@ -106,24 +115,35 @@ bool OffloadPool::try_submit(OffloadInbox& inbox, ConnectionRef connection,
 
 // One pool thread: pop a job, tell the loops that were refused that there is room now, do the
 // work (under the GIL when configured: work_inline takes it), post the completion.
+void OffloadPool::trim(std::string& buffer) {
+  if (buffer.capacity() > kKeptCapacity) std::string().swap(buffer);
+}
+
+// The job is copied out of its slot under the lock (into this thread's own buffer, whose
+// capacity is kept too), so the slot is free for the next submission while the work runs.
 void OffloadPool::serve() {
   std::vector<OffloadInbox*> to_wake;
+  Job job;
   for (;;) {
-    Job job;
     {
       std::unique_lock lock(mutex_);
-      ready_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+      ready_.wait(lock, [this] { return stopping_ || size_ > 0; });
       if (stopping_) return;
-      job = std::move(queue_.front());
-      queue_.pop_front();
-      stats_.offload_queue_depth.store(static_cast<std::int64_t>(queue_.size()),
-                                       std::memory_order_relaxed);
+      Job& slot = ring_[head_];
+      job.inbox = slot.inbox;
+      job.connection = slot.connection;
+      job.message.assign(slot.message);
+      trim(slot.message);
+      head_ = (head_ + 1) % ring_.size();
+      --size_;
+      stats_.offload_queue_depth.store(static_cast<std::int64_t>(size_), std::memory_order_relaxed);
       to_wake.swap(want_room_);
     }
     for (OffloadInbox* inbox : to_wake) inbox->post_room();
     to_wake.clear();
     work_inline(work_, job.message);
     job.inbox->post_done(job.connection);
+    trim(job.message);
   }
 }
 

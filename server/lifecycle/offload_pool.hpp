@@ -3,7 +3,6 @@
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
-#include <deque>
 #include <mutex>
 #include <span>
 #include <string>
@@ -94,6 +93,11 @@ class OffloadPool {
     ConnectionRef connection;
     std::string message;  // empty for block work, which never reads it
   };
+  // A message buffer keeps its capacity from job to job up to this size, so the hot path
+  // allocates nothing for messages up to it; a larger one is freed after use, which bounds what
+  // an idle pool holds to slots x kKeptCapacity.
+  static constexpr std::size_t kKeptCapacity = 4096;
+  static void trim(std::string& buffer);
   void serve();
 
   const WorkConfig& work_;
@@ -101,7 +105,9 @@ class OffloadPool {
   const std::size_t queue_limit_;
   std::mutex mutex_;
   std::condition_variable ready_;
-  std::deque<Job> queue_;                 // never more than queue_limit_ jobs
+  std::vector<Job> ring_;  // queue_limit_ slots; the queue is [head_, head_ + size_)
+  std::size_t head_ = 0;
+  std::size_t size_ = 0;
   std::vector<OffloadInbox*> want_room_;  // loops refused since the last pop, once each
   bool stopping_ = false;
   std::vector<std::thread> threads_;  // last: started once everything above exists

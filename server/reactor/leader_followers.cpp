@@ -83,16 +83,15 @@ struct LeaderFollowers::Connection {
 LeaderFollowers::LeaderFollowers(ServerContext& context, unsigned threads)
     : config_(context.config),
       stats_(context.stats),
-      admission_(context.admission),
       threads_(std::max(threads, 1u)),
       // One event per wait: the leader takes one and hands the wait on at once.
       multiplexer_(make_epoll_poller(/*edge_triggered=*/false, /*max_events_per_wait=*/1)),
-      listener_(std::move(context.listener)),
-      listener_fd_(listener_.get()),
-      acceptor_(listener_fd_, context.stats),
+      // Non-blocking (the source makes it so): the backlog is drained until EAGAIN.
+      source_(std::make_unique<ListenerSource>(std::move(context.listener), false,
+                                               context.admission, nullptr)),
+      listener_fd_(source_->fd()),
       drain_(context.config.drain_timeout),
       control_timer_(make_timer_fd()) {
-  set_nonblocking(listener_fd_);  // the backlog is drained until EAGAIN
   [[maybe_unused]] const bool added =
       multiplexer_->add(stop_signal::stop_fd(), kReadable | kOneShot) &&
       multiplexer_->add(control_timer_.get(), kOneShot) &&
@@ -277,27 +276,24 @@ void LeaderFollowers::close(Connection& c) {
 // Drains the backlog, then re-arms the listener: one thread accepts at a time.
 void LeaderFollowers::accept_ready() {
   const std::lock_guard lock(control_mutex_);
-  if (!listener_) return;  // an event that raced with the stop
+  if (!source_) return;  // an event that raced with the stop
   for (;;) {
-    auto result = acceptor_.accept_one(/*nonblocking=*/true);
-    switch (result.status) {
-      case Acceptor::Status::accepted:
-        open(std::move(result.fd));
+    auto taken = source_->take();
+    switch (taken.status) {
+      case ConnectionSource::Status::admitted:
+        open(std::move(taken.connection));
         continue;
-      case Acceptor::Status::shed:
+      case ConnectionSource::Status::skipped:
         continue;
-      case Acceptor::Status::would_block:
+      case ConnectionSource::Status::would_block:
         multiplexer_->modify(listener_fd_, kReadable | kOneShot);
         return;
-      case Acceptor::Status::stopped:
+      case ConnectionSource::Status::ended:
         return;  // the stop fd brings the stop
-      case Acceptor::Status::failed:
-        spdlog::error("accept: {}", std::strerror(result.error));
-        [[fallthrough]];  // unknown trouble: back off rather than spin
-      case Acceptor::Status::exhausted:
+      case ConnectionSource::Status::exhausted:
         // One-shot: the listener is already disarmed; the control timer re-arms it.
         accept_paused_ = true;
-        accept_resume_ = Clock::now() + Acceptor::kExhaustedBackoff;
+        accept_resume_ = Clock::now() + ConnectionSource::kBackoff;
         program_control_timer();
         return;
     }
@@ -306,15 +302,13 @@ void LeaderFollowers::accept_ready() {
 
 // Under control_mutex_. The sockets are registered without interest first, so no event can
 // come before the table routes them; the first step, run here, arms them.
-void LeaderFollowers::open(unique_fd fd) {
-  auto admitted = admission_.admit(std::move(fd));
-  if (!admitted) return;
-  const int raw = admitted->fd.get();
+void LeaderFollowers::open(AdmittedConnection admitted) {
+  const int raw = admitted.fd.get();
   try {
     prepare_connection(raw, config_, /*blocking=*/false);
   } catch (const std::system_error& e) {
     spdlog::debug("connection setup failed: {}", e.what());  // the peer is already gone
-    admitted->ticket.refuse(std::move(admitted->fd));
+    admitted.ticket.refuse(std::move(admitted.fd));
     return;
   }
   unique_fd timer;
@@ -322,7 +316,7 @@ void LeaderFollowers::open(unique_fd fd) {
     timer.reset(::timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC));
     if (!timer) {
       spdlog::debug("timerfd_create: {}", std::strerror(errno));  // out of descriptors
-      admitted->ticket.refuse(std::move(admitted->fd));
+      admitted.ticket.refuse(std::move(admitted.fd));
       return;
     }
   }
@@ -330,7 +324,7 @@ void LeaderFollowers::open(unique_fd fd) {
   [[maybe_unused]] bool added = multiplexer_->add(raw, kOneShot);
   if (timer) added = multiplexer_->add(timer.get(), kOneShot);
   const int timer_raw = timer ? timer.get() : -1;
-  auto connection = std::make_shared<Connection>(std::move(*admitted), std::move(timer), config_,
+  auto connection = std::make_shared<Connection>(std::move(admitted), std::move(timer), config_,
                                                  stats_, Clock::now());
   {
     const std::lock_guard lock(table_mutex_);
@@ -353,7 +347,7 @@ void LeaderFollowers::begin_stop() {
     stopping_.store(true);
     if (!accept_paused_) multiplexer_->remove(listener_fd_);
     accept_paused_ = false;
-    listener_.reset();  // the kernel now refuses new connections on this socket
+    source_.reset();  // the kernel now refuses new connections on this socket
     entered = drain_.advance(now);
     if (entered) phase_.store(*entered, std::memory_order_release);
     program_control_timer();

@@ -11,9 +11,9 @@
 
 #include "lifecycle/admission.hpp"
 #include "lifecycle/backend.hpp"
+#include "lifecycle/connection_source.hpp"
 #include "lifecycle/drain_timeline.hpp"
 #include "poller/multiplexer.hpp"
-#include "polyecho/acceptor.hpp"
 #include "reactor/reactor_connection.hpp"
 #include "reactor/timer_queue.hpp"
 
@@ -72,7 +72,7 @@ class LeaderFollowers {
   void rearm_timer(Connection& connection, bool fired);
   void close(Connection& connection);
   void accept_ready();
-  void open(unique_fd fd);
+  void open(AdmittedConnection admitted);
   void begin_stop();
   void on_control_timer();
   void program_control_timer();  // control_mutex_ held
@@ -81,7 +81,6 @@ class LeaderFollowers {
 
   const ServerConfig& config_;
   Stats& stats_;
-  Admission& admission_;
   const unsigned threads_;
   std::unique_ptr<Multiplexer> multiplexer_;  // shared by every thread; see multiplexer.hpp
 
@@ -91,9 +90,10 @@ class LeaderFollowers {
   std::atomic<bool> done_{false};  // stopped and drained: every thread leaves
 
   std::mutex control_mutex_;
-  unique_fd listener_;                 // control_mutex_; closed at the stop
+  // The listener, which accepts and admits (lifecycle/connection_source.hpp). control_mutex_:
+  // one accepting thread at a time; closed at the stop.
+  std::unique_ptr<ConnectionSource> source_;
   const int listener_fd_;              // its number, to route its (possibly stale) events
-  Acceptor acceptor_;                  // control_mutex_: one accepting thread at a time
   DrainTimeline drain_;                // control_mutex_
   bool accept_paused_ = false;         // control_mutex_: the listener is not re-armed until ...
   Clock::time_point accept_resume_{};  // ... this instant
