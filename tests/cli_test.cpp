@@ -88,7 +88,14 @@ INSTANTIATE_TEST_SUITE_P(
         // --io picks Asio's backend, so it means nothing to another model (nor the default).
         BadFlag{{"--backend", "epoll", "--io", "uring"}, "--io", {"--backend asio-coro"}},
         BadFlag{{"--io", "uring"}, "--io", {"--backend asio-coro"}},
-        BadFlag{{"--backend", "fiber", "--io", "epoll"}, "--io", {"--backend asio-coro"}}));
+        BadFlag{{"--backend", "fiber", "--io", "epoll"}, "--io", {"--backend asio-coro"}},
+        BadFlag{{"--acceptor", "lifo"}, "--acceptor", {"main", "reuseport", "shared"}},
+        BadFlag{{"--processes", "-1"}, "--processes"},
+        // Topologies shape event loops: a thread per connection or a pool has none to shape.
+        BadFlag{{"--backend", "thread", "--processes", "2"}, "--processes", {"epoll"}},
+        BadFlag{{"--backend", "prefork", "--acceptor", "main"}, "--acceptor", {"epoll"}},
+        // sigio's signals go to the one thread that built its loop.
+        BadFlag{{"--backend", "sigio", "--acceptor", "main"}, "--acceptor main"}));
 
 struct Strategy {
   std::string backend;

@@ -47,11 +47,13 @@ const BackendRegistrar kRegistrar{BackendInfo{
     .default_acceptor = kReactorAcceptor,
     .supports_offload = true,
     .default_rank = 100,
-    // The topologies (docs/TOPOLOGIES.md): main-sub reactors, one shared listener, and
-    // worker processes fed by reuseport (the default), by the master (fd passing) or shared.
+    // The topologies (docs/TOPOLOGIES.md): main-sub reactors, one shared listener, worker
+    // processes fed by reuseport (the default) or by the master (fd passing; poll's variant
+    // covers a shared listener across processes), and two loops sharing one offload pool
+    // whose queue holds one job (backpressure on every other message).
     .variants = {"--edge-triggered", "--workers 2", "--edge-triggered --workers 2",
                  "--acceptor main --workers 2", "--acceptor shared --workers 2", "--processes 2",
-                 "--processes 2 --acceptor main", "--processes 2 --acceptor shared", "--offload 2",
+                 "--processes 2 --acceptor main",
                  "--edge-triggered --workers 2 --offload 2 --offload-queue 1"},
     .create = [](const ServerConfig& config) { return std::make_unique<EpollBackend>(config); },
 }};

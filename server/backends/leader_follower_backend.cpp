@@ -42,7 +42,8 @@ const BackendRegistrar kRegistrar{BackendInfo{
     .threaded = true,
     .threads_flag = "--workers",
     .default_rank = -1,  // never the default: a teaching model, below every other
-    .variants = {"--workers 1", "--workers 2"},
+    // The default is 4 threads; 2 is the smallest pool where leadership changes hands.
+    .variants = {"--workers 2"},
     .create =
         [](const ServerConfig& config) { return std::make_unique<LeaderFollowerBackend>(config); },
 }};

@@ -22,7 +22,7 @@ const BackendRegistrar kRegistrar{BackendInfo{
     .default_acceptor = kReactorAcceptor,
     .supports_offload = true,
     .default_rank = 4,
-    .variants = {"--processes 2 --acceptor shared", "--offload 1 --offload-queue 1"},
+    .variants = {"--processes 2 --acceptor shared"},
     .create = [](const ServerConfig&) { return std::make_unique<PollBackend>(); },
 }};
 
