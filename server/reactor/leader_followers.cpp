@@ -304,13 +304,7 @@ void LeaderFollowers::accept_ready() {
 // come before the table routes them; the first step, run here, arms them.
 void LeaderFollowers::open(AdmittedConnection admitted) {
   const int raw = admitted.fd.get();
-  try {
-    prepare_connection(raw, config_, /*blocking=*/false);
-  } catch (const std::system_error& e) {
-    spdlog::debug("connection setup failed: {}", e.what());  // the peer is already gone
-    admitted.ticket.refuse(std::move(admitted.fd));
-    return;
-  }
+  if (!prepare_or_refuse(admitted, config_)) return;
   unique_fd timer;
   if (config_.work.kind == WorkKind::wait || config_.idle_timeout.count() > 0) {
     timer.reset(::timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC));

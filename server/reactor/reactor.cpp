@@ -195,13 +195,7 @@ bool Reactor::accept_ready() {
 void Reactor::open(AdmittedConnection admitted) {
   loop_thread_.check("Reactor::open");
   const int raw = admitted.fd.get();
-  try {
-    prepare_connection(raw, config_, /*blocking=*/false);
-  } catch (const std::system_error& e) {
-    spdlog::debug("connection setup failed: {}", e.what());  // the peer is already gone
-    admitted.ticket.refuse(std::move(admitted.fd));
-    return;
-  }
+  if (!prepare_or_refuse(admitted, config_)) return;
   if (!multiplexer_->add(raw, ReactorConnection::kInitialInterest)) {
     // The poller cannot watch this fd at all (and has said why): refuse this one only.
     admitted.ticket.refuse(std::move(admitted.fd));

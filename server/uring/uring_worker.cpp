@@ -211,11 +211,7 @@ void UringWorker::start(ConnectionSource::Taken taken) {
   loop_thread_.check("UringWorker::start");
   if (taken.status != ConnectionSource::Status::admitted) return;
   AdmittedConnection& admitted = taken.connection;
-  try {
-    prepare_connection(admitted.fd.get(), config_, /*blocking=*/false);
-  } catch (const std::system_error&) {
-    return admitted.ticket.refuse(std::move(admitted.fd));  // the peer already reset
-  }
+  if (!prepare_or_refuse(admitted, config_)) return;
   Connection& c = open_.emplace_back(std::move(admitted), config_.protocol);
   c.self = std::prev(open_.end());
   c.last_active = now_;
