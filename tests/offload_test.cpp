@@ -35,29 +35,6 @@ std::vector<BackendCase> offload_models() {
   return cases;
 }
 
-double seconds_since(Clock::time_point start) {
-  return std::chrono::duration<double>(Clock::now() - start).count();
-}
-
-std::string numbered_line(std::size_t n) {
-  return "message " + std::to_string(n) + "\n";
-}
-
-// Connects `n` clients, has each send one line at once, then reads every echo. Returns how
-// long that took from the first send, or a negative number if an echo was wrong.
-double one_line_each(std::uint16_t port, std::size_t n) {
-  std::vector<unique_fd> clients;
-  for (std::size_t i = 0; i < n; ++i) clients.push_back(connect_loopback(port));
-  const auto start = Clock::now();
-  for (std::size_t i = 0; i < n; ++i) {
-    if (!send_text(clients[i].get(), numbered_line(i))) return -1;
-  }
-  for (std::size_t i = 0; i < n; ++i) {
-    if (recv_line(clients[i].get()) != numbered_line(i)) return -1;
-  }
-  return seconds_since(start);
-}
-
 // The number after `key=` in the server's final stats line, or -1.
 // (No std::regex: GCC 12 warns inside <regex> under the asan preset's -O2.)
 long long stat_of(const std::string& stats_line, const std::string& key) {

@@ -40,10 +40,6 @@ std::string frame(const std::string& payload) {
   return std::string(header.data(), header.size()) + payload;
 }
 
-double seconds_since(Clock::time_point start) {
-  return std::chrono::duration<double>(Clock::now() - start).count();
-}
-
 // Reads the echo of `line`, then stops the server. With the next message already sent, its
 // wait is in flight from the moment the echo leaves the server.
 Clock::time_point stop_after_echo(const ServerProcess& server, int fd, const std::string& line) {

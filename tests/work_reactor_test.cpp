@@ -30,37 +30,11 @@ std::vector<BackendCase> readiness_cases_among(const std::set<std::string>& mode
   return cases;
 }
 
-double seconds_since(Clock::time_point start) {
-  return std::chrono::duration<double>(Clock::now() - start).count();
-}
-
-std::string numbered_line(std::size_t n) {
-  std::string line = "message ";
-  line += std::to_string(n);
-  line += '\n';
-  return line;
-}
-
 std::string frame_of(const std::string& payload) {
   std::string frame(kFrameHeaderSize, '\0');
   write_frame_header(static_cast<std::uint32_t>(payload.size()),
                      std::span<char, kFrameHeaderSize>(frame.data(), kFrameHeaderSize));
   return frame + payload;
-}
-
-// Connects `n` clients, then has each send one line at once, then reads every echo. Returns
-// how long that took from the first send, or a negative number if an echo was wrong.
-double one_line_each(std::uint16_t port, std::size_t n) {
-  std::vector<unique_fd> clients;
-  for (std::size_t i = 0; i < n; ++i) clients.push_back(connect_loopback(port));
-  const auto start = Clock::now();
-  for (std::size_t i = 0; i < n; ++i) {
-    if (!send_text(clients[i].get(), numbered_line(i))) return -1;
-  }
-  for (std::size_t i = 0; i < n; ++i) {
-    if (recv_line(clients[i].get()) != numbered_line(i)) return -1;
-  }
-  return seconds_since(start);
 }
 
 class ReactorWork : public ::testing::TestWithParam<BackendCase> {

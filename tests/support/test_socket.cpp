@@ -117,4 +117,26 @@ std::uint64_t fnv1a(std::string_view bytes) {
   return hash;
 }
 
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+std::string numbered_line(std::size_t n) {
+  return "message " + std::to_string(n) + "\n";
+}
+
+double one_line_each(std::uint16_t port, std::size_t n) {
+  std::vector<unique_fd> clients;
+  clients.reserve(n);
+  for (std::size_t i = 0; i < n; ++i) clients.push_back(connect_loopback(port));
+  const auto start = std::chrono::steady_clock::now();
+  for (std::size_t i = 0; i < n; ++i) {
+    if (!send_text(clients[i].get(), numbered_line(i))) return -1;
+  }
+  for (std::size_t i = 0; i < n; ++i) {
+    if (recv_line(clients[i].get()) != numbered_line(i)) return -1;
+  }
+  return seconds_since(start);
+}
+
 }  // namespace polyecho::test

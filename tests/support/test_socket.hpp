@@ -1,5 +1,7 @@
 #pragma once
 
+#include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -49,6 +51,14 @@ std::string recv_until_eof(int fd);
 enum class PeerEnd { closed, reset, timed_out, data };
 // Waits for the server to end the connection: orderly EOF, a reset, or (failure) data/timeout.
 PeerEnd wait_for_close(int fd);
+
+// Seconds since `start` on the steady clock (timing assertions are ratios of these).
+double seconds_since(std::chrono::steady_clock::time_point start);
+// "message N\n": the line client N sends in the work and offload tests.
+std::string numbered_line(std::size_t n);
+// Connects `n` clients, then has each send one numbered line at once, then reads every echo.
+// Returns how long that took from the first send, or a negative number if an echo was wrong.
+double one_line_each(std::uint16_t port, std::size_t n);
 
 // Random bytes, deterministic per seed.
 std::string random_bytes(std::size_t n, std::uint32_t seed);
