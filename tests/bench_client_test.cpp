@@ -12,30 +12,12 @@
 
 #include "polyecho/socket_ops.hpp"
 #include "support/backend_cases.hpp"
+#include "support/bench_run.hpp"
 #include "support/server_process.hpp"
 #include "support/test_socket.hpp"
 
 namespace polyecho::test {
 namespace {
-
-struct BenchRun {
-  int status = -1;
-  std::string output;  // stdout only: the JSON object
-};
-
-BenchRun run_bench(std::uint16_t port, const std::string& flags) {
-  // --timeout bounds every wait inside the bench; stderr stays out of the JSON.
-  const std::string command = client_binary() + " --port " + std::to_string(port) +
-                              " --timeout 10 bench --json " + flags + " 2>/dev/null";
-  std::unique_ptr<FILE, int (*)(FILE*)> pipe(::popen(command.c_str(), "r"), ::pclose);
-  BenchRun run;
-  char chunk[4096];
-  std::size_t n;
-  while ((n = std::fread(chunk, 1, sizeof chunk, pipe.get())) > 0) run.output.append(chunk, n);
-  const int status = ::pclose(pipe.release());
-  run.status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return run;
-}
 
 // The first two registered backends that serve connections concurrently.
 std::vector<std::string> two_concurrent_backends() {
@@ -70,6 +52,18 @@ TEST(BenchClient, ReportsEveryFigureWithoutErrorsAgainstTwoBackends) {
     EXPECT_GT(report["messages"].get<std::uint64_t>(), 0u);
     EXPECT_EQ(report["latency_us"]["count"], report["messages"]);
     EXPECT_LE(report["latency_us"]["p50"].get<double>(), report["latency_us"]["max"].get<double>());
+    // One count per connection; they add up to the messages and are ordered.
+    const auto& spread = report["per_connection_messages"];
+    EXPECT_EQ(spread["count"], 4);
+    const auto min = spread["min"].get<std::uint64_t>();
+    const auto median = spread["median"].get<std::uint64_t>();
+    const auto max = spread["max"].get<std::uint64_t>();
+    EXPECT_LE(min, median);
+    EXPECT_LE(median, max);
+    EXPECT_LE(4 * min, report["messages"].get<std::uint64_t>());
+    EXPECT_GE(4 * max, report["messages"].get<std::uint64_t>());
+    EXPECT_GT(spread["jain"].get<double>(), 0.25);  // 1/n is the floor: one connection got all
+    EXPECT_LE(spread["jain"].get<double>(), 1.0 + 1e-9);
     server->signal(SIGTERM);
     EXPECT_EQ(server->wait_exit(kSafetyTimeout), 0);
   }

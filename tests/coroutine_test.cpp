@@ -29,17 +29,6 @@ std::vector<BackendCase> coroutine_cases() {
   return cases;
 }
 
-// The test process and the server (which inherits the limit) each need one fd per client.
-void raise_fd_limit(rlim_t wanted) {
-  rlimit limit{};
-  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &limit), 0);
-  if (limit.rlim_cur < wanted) {
-    limit.rlim_cur = std::min(wanted, limit.rlim_max);
-    ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &limit), 0);
-  }
-  ASSERT_GE(limit.rlim_cur, wanted) << "RLIMIT_NOFILE hard limit too low for this test";
-}
-
 // Reads (and discards) until the server ends the connection.
 PeerEnd read_until_end(int fd) {
   char chunk[64 * 1024];
@@ -67,7 +56,8 @@ class Coroutines : public ::testing::TestWithParam<BackendCase> {
 TEST_P(Coroutines, TwoThousandConcurrentClientsEachDoRoundTripsIntact) {
   constexpr int kClients = 2000;
   constexpr int kRounds = 3;
-  raise_fd_limit(kClients + 200);
+  const RaisedFdLimit fd_limit(kClients + 200);
+  ASSERT_TRUE(fd_limit.reached()) << "the hard RLIMIT_NOFILE is too low for this test";
   auto server = start();
   // Every client is connected before any traffic, so all of them are open at once, and the
   // rounds interleave across all of them.

@@ -30,6 +30,7 @@
 
 #include "poller/multiplexer.hpp"
 #include "polyecho/socket_ops.hpp"
+#include "support/test_socket.hpp"
 #include "support/thread_state.hpp"
 
 namespace polyecho::test {
@@ -364,30 +365,10 @@ TEST_P(PollerContract, ASignalEndsAWaitAndThePollerStaysUsable) {
   EXPECT_TRUE(await(pair.near.get(), kReadable));
 }
 
-// Raises RLIMIT_NOFILE's soft limit towards `wanted` (within the hard limit); restores it.
-class RaisedFdLimit {
- public:
-  explicit RaisedFdLimit(rlim_t wanted) {
-    if (::getrlimit(RLIMIT_NOFILE, &saved_) != 0) throw_errno("getrlimit");
-    rlimit raised = saved_;
-    raised.rlim_cur = std::max(saved_.rlim_cur, std::min(wanted, saved_.rlim_max));
-    if (::setrlimit(RLIMIT_NOFILE, &raised) != 0) throw_errno("setrlimit");
-    reached_ = raised.rlim_cur >= wanted;
-  }
-  ~RaisedFdLimit() { ::setrlimit(RLIMIT_NOFILE, &saved_); }
-  RaisedFdLimit(const RaisedFdLimit&) = delete;
-  RaisedFdLimit& operator=(const RaisedFdLimit&) = delete;
-  [[nodiscard]] bool reached() const noexcept { return reached_; }
-
- private:
-  rlimit saved_{};
-  bool reached_ = false;
-};
-
 TEST_P(PollerContract, AnFdPastFdSetSizeIsWatchedOrCleanlyRefused) {
   constexpr int kHigh = FD_SETSIZE;  // the first fd an fd_set cannot hold
   const RaisedFdLimit limit(kHigh + 16);
-  if (!limit.reached()) GTEST_SKIP() << "the hard RLIMIT_NOFILE forbids fd " << kHigh;
+  ASSERT_TRUE(limit.reached()) << "the hard RLIMIT_NOFILE forbids fd " << kHigh;
   const SocketPair pair = socket_pair();
   const unique_fd high(::fcntl(pair.near.get(), F_DUPFD_CLOEXEC, kHigh));
   ASSERT_GE(high.get(), kHigh);

@@ -33,16 +33,6 @@ std::vector<BackendCase> unbounded_readiness_cases() {
   return cases_of({"nbpoll", "poll", "epoll", "sigio"});
 }
 
-// Both this process (the clients) and the server (which inherits the limit) need a few
-// thousand descriptors.
-void raise_fd_limit(rlim_t wanted) {
-  rlimit limit{};
-  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &limit), 0);
-  limit.rlim_cur = std::max(limit.rlim_cur, std::min(wanted, limit.rlim_max));
-  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &limit), 0);
-  ASSERT_GE(limit.rlim_cur, wanted) << "raise the hard RLIMIT_NOFILE to run this test";
-}
-
 bool round_trip(int fd, const std::string& message) {
   return send_text(fd, message) && recv_exact(fd, message.size()) == message;
 }
@@ -65,7 +55,8 @@ class ManyConnections : public Readiness {};
 
 TEST_P(ManyConnections, ServesTwoThousandConcurrentConnections) {
   constexpr int kClients = 2000;
-  raise_fd_limit(2 * kClients + 100);
+  const RaisedFdLimit fd_limit(2 * kClients + 100);
+  ASSERT_TRUE(fd_limit.reached()) << "the hard RLIMIT_NOFILE is too low for this test";
   auto server = start();
   std::vector<unique_fd> clients;
   clients.reserve(kClients);
@@ -84,7 +75,8 @@ TEST_P(ManyConnections, ServesTwoThousandConcurrentConnections) {
 class SelectCeiling : public Readiness {};
 
 TEST_P(SelectCeiling, ServesUpToFdSetSizeThenRefusesCleanly) {
-  raise_fd_limit(rlim_t{3} * FD_SETSIZE);
+  const RaisedFdLimit fd_limit(rlim_t{3} * FD_SETSIZE);
+  ASSERT_TRUE(fd_limit.reached()) << "the hard RLIMIT_NOFILE is too low for this test";
   auto server = start();
   // One at a time, so the server's descriptors climb in order up to the ceiling.
   std::vector<unique_fd> clients;

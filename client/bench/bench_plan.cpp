@@ -26,6 +26,25 @@ std::int64_t now_ns() noexcept {
   return static_cast<std::int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
 }
 
+Fairness fairness_of(std::vector<std::uint64_t>& counts) {
+  Fairness f;
+  if (counts.empty()) return f;
+  std::sort(counts.begin(), counts.end());
+  const std::size_t n = counts.size();
+  f.min = counts.front();
+  f.p1 = counts[n / 100];
+  f.median = counts[n / 2];
+  f.max = counts.back();
+  double sum = 0;
+  double squares = 0;
+  for (const std::uint64_t x : counts) {
+    sum += static_cast<double>(x);
+    squares += static_cast<double>(x) * static_cast<double>(x);
+  }
+  f.jain = squares > 0 ? sum * sum / (static_cast<double>(n) * squares) : 0;
+  return f;
+}
+
 void BenchTotals::merge(const BenchTotals& o) {
   messages += o.messages;
   connections_ok += o.connections_ok;
@@ -36,6 +55,7 @@ void BenchTotals::merge(const BenchTotals& o) {
   last_completion = std::max(last_completion, o.last_completion);
   errors.merge(o.errors);
   latency.merge(o.latency);
+  per_connection.insert(per_connection.end(), o.per_connection.begin(), o.per_connection.end());
   if (first_error.empty()) first_error = o.first_error;
 }
 

@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "latency_histogram.hpp"
 #include "polyecho/endpoint.hpp"
@@ -38,6 +39,19 @@ struct BenchPlan {
 
 [[nodiscard]] std::int64_t now_ns() noexcept;
 
+// How evenly messages spread over connections: the slowest, the 1st percentile, the median and
+// the fastest connection's count, and Jain's index (sum x)^2 / (n * sum x^2), which is 1 when
+// every connection got the same and 1/n when one got everything.
+struct Fairness {
+  std::uint64_t min = 0;
+  std::uint64_t p1 = 0;
+  std::uint64_t median = 0;
+  std::uint64_t max = 0;
+  double jain = 0;
+};
+// `counts` is sorted in place. Empty input: all zero.
+[[nodiscard]] Fairness fairness_of(std::vector<std::uint64_t>& counts);
+
 // Error categories; each one fails the connection it happened on and the run's exit code.
 struct ErrorCounts {
   std::uint64_t connect = 0;   // connect() failed (refused, EADDRNOTAVAIL, EMFILE, ...)
@@ -65,7 +79,11 @@ struct BenchTotals {
   std::int64_t last_completion = 0;   // --messages: when the last echo arrived
   ErrorCounts errors;
   LatencyHistogram latency;  // nanoseconds
-  std::string first_error;   // the first failure, for the report
+  // Messages each connection completed inside the window, one entry per connection that ended
+  // cleanly (closed and open loop only): how evenly the server shared itself out. Filled once
+  // per connection at its end, never per message.
+  std::vector<std::uint64_t> per_connection;
+  std::string first_error;  // the first failure, for the report
 
   void merge(const BenchTotals& o);
 };

@@ -43,6 +43,8 @@ std::string describe_mode(const BenchPlan& plan) {
 nlohmann::json BenchReport::to_json() const {
   const auto& h = totals.latency;
   const double messages = static_cast<double>(totals.messages);
+  auto counts = totals.per_connection;
+  const Fairness f = fairness_of(counts);
   return {
       {"mode", to_string(plan.mode)},
       {"host", connect.host},
@@ -75,6 +77,13 @@ nlohmann::json BenchReport::to_json() const {
         {"p99", micros(h.percentile(99))},
         {"p999", micros(h.percentile(99.9))},
         {"max", micros(h.max())}}},
+      {"per_connection_messages",
+       {{"count", counts.size()},
+        {"min", f.min},
+        {"p1", f.p1},
+        {"median", f.median},
+        {"max", f.max},
+        {"jain", f.jain}}},
       {"errors",
        {{"total", totals.errors.total()},
         {"connect", totals.errors.connect},
@@ -116,6 +125,12 @@ void BenchReport::print_human() const {
   fmt::print("  latency      p50 {}  p90 {}  p99 {}  p99.9 {}  max {}\n",
              human_time(h.percentile(50)), human_time(h.percentile(90)),
              human_time(h.percentile(99)), human_time(h.percentile(99.9)), human_time(h.max()));
+  if (auto counts = totals.per_connection; counts.size() > 1) {
+    const Fairness f = fairness_of(counts);
+    fmt::print(
+        "  fairness     per connection: min {} p1 {} median {} max {} messages, Jain {:.3f}\n",
+        f.min, f.p1, f.median, f.max, f.jain);
+  }
   const auto& e = totals.errors;
   fmt::print("  errors       {} (connect {}, reset {}, short echo {}, mismatch {}, timeout {})\n",
              e.total(), e.connect, e.reset, e.eof, e.mismatch, e.timeout);

@@ -35,6 +35,7 @@ BenchWorker::BenchWorker(const BenchPlan& plan, std::vector<std::uint32_t> ids)
       send_scratch_(kScratchBytes),
       recv_scratch_(kScratchBytes) {
   if (!epoll_) throw_errno("epoll_create1");
+  totals_.per_connection.reserve(ids.size());
   for (std::size_t i = 0; i < ids.size(); ++i) {
     connections_[i].id = ids[i];
     connections_[i].index = static_cast<std::uint32_t>(i);
@@ -308,6 +309,8 @@ void BenchWorker::finish(Connection& c, std::int64_t /*now*/) {
   // Served nothing while measured: e.g. waiting in the backlog or queue of a model that serves
   // a fixed number of connections at a time. (Reconnect slots are new connections each time.)
   if (plan_.mode != BenchMode::reconnect && c.measured == 0) ++totals_.starved;
+  if (plan_.mode == BenchMode::closed_loop || plan_.mode == BenchMode::open_loop)
+    totals_.per_connection.push_back(c.measured);  // reserved up front: no reallocation
   progress_open.fetch_sub(1, std::memory_order_relaxed);
 }
 

@@ -22,6 +22,7 @@ class ProvidedBufferRing {
 
   [[nodiscard]] std::uint16_t group() const noexcept { return group_; }
   [[nodiscard]] std::size_t buffer_size() const noexcept { return size_; }
+  [[nodiscard]] unsigned count() const noexcept { return count_; }
   [[nodiscard]] const char* data(std::uint16_t id) const noexcept {
     return buffers_ + std::size_t{id} * size_;
   }

@@ -120,6 +120,8 @@ class UringWorker {
   std::optional<ProvidedBufferRing> bulk_pool_;
   std::list<Connection> open_;     // least recently active first: the idle timeout's order
   std::list<Connection> closing_;  // closed, waiting for their last completions
+  // Connections whose recv found every pool buffer taken (-ENOBUFS), oldest first; see
+  // rearm_starved().
   std::vector<Connection*> starved_;
   Clock::time_point now_;
 

@@ -4,6 +4,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <random>
 
@@ -12,6 +13,18 @@
 #include "support/server_process.hpp"
 
 namespace polyecho::test {
+
+RaisedFdLimit::RaisedFdLimit(rlim_t wanted) {
+  if (::getrlimit(RLIMIT_NOFILE, &saved_) != 0) throw_errno("getrlimit");
+  rlimit raised = saved_;
+  raised.rlim_cur = std::max(saved_.rlim_cur, std::min(wanted, saved_.rlim_max));
+  if (::setrlimit(RLIMIT_NOFILE, &raised) != 0) throw_errno("setrlimit");
+  reached_ = raised.rlim_cur >= wanted;
+}
+
+RaisedFdLimit::~RaisedFdLimit() {
+  ::setrlimit(RLIMIT_NOFILE, &saved_);
+}
 
 unique_fd connect_loopback(std::uint16_t port, const char* host) {
   unique_fd fd = connect_to(resolve_endpoint(host, port));

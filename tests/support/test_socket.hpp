@@ -1,5 +1,7 @@
 #pragma once
 
+#include <sys/resource.h>
+
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -37,6 +39,23 @@ class LoopbackListener {
   unique_fd listener_;
   std::uint16_t port_ = 0;
   std::vector<unique_fd> clients_;
+};
+
+// Raises RLIMIT_NOFILE's soft limit towards `wanted` (within the hard limit) for this process
+// and the servers it starts from now on (they inherit it); restores it when destroyed.
+// Tests that hold thousands of connections need it on both ends.
+class RaisedFdLimit {
+ public:
+  explicit RaisedFdLimit(rlim_t wanted);
+  ~RaisedFdLimit();
+  RaisedFdLimit(const RaisedFdLimit&) = delete;
+  RaisedFdLimit& operator=(const RaisedFdLimit&) = delete;
+  // False when the hard limit is below `wanted`.
+  [[nodiscard]] bool reached() const noexcept { return reached_; }
+
+ private:
+  rlimit saved_{};
+  bool reached_ = false;
 };
 
 // Sends everything; returns false if the peer failed.
