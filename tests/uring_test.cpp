@@ -10,7 +10,6 @@
 #include <algorithm>
 #include <cstdio>
 #include <memory>
-#include <nlohmann/json.hpp>
 #include <thread>
 
 #include "polyecho/socket_ops.hpp"
@@ -342,17 +341,7 @@ TEST(UringFairness, ThreeThousandPingPongConnectionsEachGetTheirShare) {
   auto server = ServerProcess::start(
       {"--backend", "uring", "--max-connections", std::to_string(2 * kConnections)});
   ASSERT_TRUE(server);
-  // The warmup lets every connection open before the window starts counting.
-  const BenchRun run = run_bench(
-      server->port(), "--connections " + std::to_string(kConnections) + " --duration 2 --warmup 1");
-  ASSERT_EQ(run.status, 0) << run.output;
-  const auto report = nlohmann::json::parse(run.output);
-  const auto& spread = report["per_connection_messages"];
-  ASSERT_EQ(spread["count"], kConnections) << run.output;
-  const auto median = spread["median"].get<std::uint64_t>();
-  ASSERT_GE(median, 4u) << "too little traffic to judge: " << run.output;
-  EXPECT_GE(spread["min"].get<std::uint64_t>() * 4, median) << run.output;
-  EXPECT_GE(spread["jain"].get<double>(), 0.9) << run.output;
+  expect_fair_share(server->port(), kConnections);
 }
 
 INSTANTIATE_TEST_SUITE_P(Flavors, Uring,

@@ -47,6 +47,11 @@ bool work_on_pending(FiberScheduler& scheduler, Session& session, const WorkConf
   return true;
 }
 
+// Reads a connection may do in a row before it lets the others of its thread run (see serve()).
+// One read per turn is what a reactor does per readiness event; a few more keep a busy stream
+// from paying a scheduler pass per read.
+constexpr unsigned kReadsPerTurn = 2;
+
 // One connection, start to end, on its fiber's stack. The socket is non-blocking: EAGAIN
 // becomes a wait. A wait that times out (idle) or is cancelled (flush grace over) ends it; at
 // the drain deadline the scheduler cuts input and the connection flushes as after a peer EOF.
@@ -57,6 +62,7 @@ void serve(FiberScheduler& scheduler, unique_fd connection, const ServerConfig& 
   ConnectionCounters counters;
   int error = 0;
   const auto idle = config.idle_timeout;
+  unsigned reads_this_turn = 0;  // reads that found data since this fiber last gave up the thread
   for (;;) {
     while (error == 0 && session.has_output()) {
       const IoResult r = send_some(fd.get(), session.output());  // MSG_NOSIGNAL, EINTR retried
@@ -80,12 +86,25 @@ void serve(FiberScheduler& scheduler, unique_fd connection, const ServerConfig& 
       session.on_peer_eof();  // the drain deadline: read no more, echo what was received
       continue;
     }
+    // A few reads per turn, then the next one waits for the scheduler's next pass
+    // (level-triggered, so data already there is reported at once). Reading on for as long as
+    // the peer keeps up let one connection hold the thread: at 10,000 ping-pong connections one
+    // completed 3,258 messages while the median completed 10.
+    if (reads_this_turn == kReadsPerTurn) {
+      reads_this_turn = 0;
+      if (const Wake wake = scheduler.wait(fd.get(), kReadable, idle);
+          wake == Wake::timed_out || wake == Wake::cancelled) {
+        break;
+      }
+      continue;  // the input cut may have come meanwhile
+    }
     const auto space = session.input_space();
     if (space.empty()) break;  // cannot happen after a full flush; never spin on it
     const IoResult r = read_some(fd.get(), space);
     if (r.ok()) {
       counters.bytes_in += static_cast<std::uint64_t>(r.bytes);
       session.on_received(static_cast<std::size_t>(r.bytes));
+      ++reads_this_turn;
     } else if (r.eof()) {
       session.on_peer_eof();  // half-close: flush what is owed, then finish
     } else if (!r.would_block()) {

@@ -48,6 +48,7 @@ std::vector<BackendCase> discover() {
       c.backend = entry.at("name").get<std::string>();
       c.serves_concurrently = entry.at("serves_concurrently").get<bool>();
       c.uses_workers = entry.at("uses_workers").get<bool>();
+      c.loop_model = entry.at("loop_model").get<bool>();
       std::istringstream words(variant);
       std::string word;
       while (words >> word) c.flags.push_back(word);

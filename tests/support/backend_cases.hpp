@@ -12,7 +12,8 @@ struct BackendCase {
   std::vector<std::string> flags;  // e.g. {"--workers", "2"}
   bool serves_concurrently = true;
   bool uses_workers = false;
-  std::string label;  // gtest-safe name, e.g. "epoll_workers_2"
+  bool loop_model = false;  // event loops, each serving many connections on one thread
+  std::string label;        // gtest-safe name, e.g. "epoll_workers_2"
 
   // Processes that serve connections, each with its own descriptor table: N with
   // "--processes N", else 1.

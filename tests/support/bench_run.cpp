@@ -1,9 +1,11 @@
 #include "support/bench_run.hpp"
 
+#include <gtest/gtest.h>
 #include <sys/wait.h>
 
 #include <cstdio>
 #include <memory>
+#include <nlohmann/json.hpp>
 
 #include "support/server_process.hpp"
 
@@ -21,6 +23,20 @@ BenchRun run_bench(std::uint16_t port, const std::string& flags) {
   const int status = ::pclose(pipe.release());
   run.status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   return run;
+}
+
+void expect_fair_share(std::uint16_t port, int connections) {
+  const BenchRun run = run_bench(port, "--connections " + std::to_string(connections) +
+                                           " --duration 2 --warmup 1 --threads 1");
+  ASSERT_EQ(run.status, 0) << run.output;
+  const auto report = nlohmann::json::parse(run.output);
+  const auto& spread = report["per_connection_messages"];
+  ASSERT_EQ(spread["count"], connections) << run.output;
+  const auto median = spread["median"].get<std::uint64_t>();
+  ASSERT_GE(median, 4u) << "too little traffic to judge: " << run.output;
+  EXPECT_GE(spread["min"].get<std::uint64_t>() * 4, median) << run.output;
+  EXPECT_LE(spread["max"].get<std::uint64_t>(), median * 2) << run.output;
+  EXPECT_GE(spread["jain"].get<double>(), 0.9) << run.output;
 }
 
 }  // namespace polyecho::test
