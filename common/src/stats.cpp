@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <new>
+#include <system_error>
 
 #include "polyecho/socket_ops.hpp"
 
@@ -41,8 +42,6 @@ const char* to_string(ErrorKind kind) noexcept {
 
 TrafficSlot& Stats::this_thread() noexcept {
   if (tls_owner != this) {
-    static const int registered = ::pthread_atfork(nullptr, nullptr, forget_slot_in_child);
-    (void)registered;
     const auto slot = traffic_slots_taken.fetch_add(1, std::memory_order_relaxed);
     tls_slot = &traffic[slot % kTrafficSlots];
     tls_owner = this;
@@ -113,6 +112,10 @@ std::string Stats::summary() const {
 }
 
 SharedStats::SharedStats() {
+  // Before any fork, once per program: every child forgets the slot of the thread that forked.
+  static const int registered = ::pthread_atfork(nullptr, nullptr, forget_slot_in_child);
+  if (registered != 0)
+    throw std::system_error(registered, std::generic_category(), "pthread_atfork");
   void* memory =
       ::mmap(nullptr, sizeof(Stats), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
   if (memory == MAP_FAILED) throw_errno("mmap(stats)");
