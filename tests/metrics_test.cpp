@@ -211,7 +211,7 @@ TEST(Metrics, LivePageDrawsItsChartsInChromium) {
   ASSERT_EQ(shot.status, 0);
   // The first chart's plotting area at this window size: blank, it is one or two colours.
   const CommandResult colours =
-      run_command(std::string("python3 ") + POLYECHO_PNG_COLORS + " " + png + " 100 140 570 310");
+      run_command(std::string("python3 ") + POLYECHO_PNG_COLORS + " " + png + " 110 160 570 310");
   std::filesystem::remove(png);
   std::filesystem::remove_all(temp_path("profile"));
   ASSERT_EQ(colours.status, 0) << colours.output;
