@@ -134,6 +134,7 @@ TEST(Metrics, FiguresAreProcessWideAcrossWorkerProcesses) {
   const std::uint16_t stats = stats_port(*server);
   ASSERT_NE(stats, 0);
   std::vector<unique_fd> clients;
+  clients.reserve(6);
   for (std::size_t i = 0; i < 6; ++i) {
     clients.push_back(connect_loopback(server->port()));
     ASSERT_TRUE(send_text(clients.back().get(), numbered_line(i)));
@@ -209,9 +210,10 @@ TEST(Metrics, LivePageDrawsItsChartsInChromium) {
   const CommandResult shot =
       run_command(chromium + "--screenshot=" + png + " " + url + " 2>/dev/null");
   ASSERT_EQ(shot.status, 0);
-  // The first chart's plotting area at this window size: blank, it is one or two colours.
+  // The first chart (its legend, axes and plot, below its title) at this window size: without
+  // a drawn chart it is one colour.
   const CommandResult colours =
-      run_command(std::string("python3 ") + POLYECHO_PNG_COLORS + " " + png + " 110 160 570 310");
+      run_command(std::string("python3 ") + POLYECHO_PNG_COLORS + " " + png + " 45 132 575 335");
   std::filesystem::remove(png);
   std::filesystem::remove_all(temp_path("profile"));
   ASSERT_EQ(colours.status, 0) << colours.output;
@@ -250,8 +252,10 @@ TEST(Metrics, IdleFloodOnTheStatsPortDoesNotStallTheEcho) {
   auto server = start_server({"--mode", "line", "--stats", "0"});
   const std::uint16_t stats = stats_port(*server);
   ASSERT_NE(stats, 0);
+  constexpr std::size_t kFlood = 64;
   std::vector<unique_fd> flood;
-  for (int i = 0; i < 64; ++i) flood.push_back(connect_loopback(stats));
+  flood.reserve(kFlood);
+  for (std::size_t i = 0; i < kFlood; ++i) flood.push_back(connect_loopback(stats));
   const auto start = Clock::now();
   const unique_fd client = connect_loopback(server->port());
   for (std::size_t i = 0; i < 50; ++i) {

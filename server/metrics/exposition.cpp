@@ -171,7 +171,8 @@ std::string to_json(const MetricsSnapshot& s, const ServerDescription& descripti
         {"counts", s.traffic.latency_buckets},
         {"sum_seconds", static_cast<double>(s.traffic.latency_sum_ns) / 1e9}}},
   };
-  return document.dump();
+  // The flags are argv as given, which need not be UTF-8: replace what is not, never throw.
+  return document.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 }  // namespace polyecho

@@ -81,7 +81,8 @@ ProcessFigures read_process_figures(pid_t server) {
   return figures;
 }
 
-MetricsSnapshot take_snapshot(const Stats& stats, pid_t server, double uptime_seconds) {
+MetricsSnapshot take_snapshot(const Stats& stats, const ProcessFigures& process,
+                              double uptime_seconds) {
   MetricsSnapshot s;
   s.uptime_seconds = uptime_seconds;
   s.accepted = stats.accepted.load(std::memory_order_relaxed);
@@ -100,7 +101,7 @@ MetricsSnapshot take_snapshot(const Stats& stats, pid_t server, double uptime_se
                        loop.wakeups.load(std::memory_order_relaxed),
                        loop.events.load(std::memory_order_relaxed)});
   }
-  s.process = read_process_figures(server);
+  s.process = process;
   return s;
 }
 

@@ -48,7 +48,8 @@ struct ServerDescription {
 [[nodiscard]] ProcessFigures read_process_figures(pid_t server);
 inline constexpr std::size_t kMaxChildren = 4096;
 
-[[nodiscard]] MetricsSnapshot take_snapshot(const Stats& stats, pid_t server,
+// The counters as they are now, with process figures read earlier (they cost a /proc walk).
+[[nodiscard]] MetricsSnapshot take_snapshot(const Stats& stats, const ProcessFigures& process,
                                             double uptime_seconds);
 
 // The Prometheus text exposition format (version 0.0.4) of a snapshot, through prometheus-cpp.

@@ -86,19 +86,33 @@ StatsServer::~StatsServer() {
 }
 
 MetricsSnapshot StatsServer::snapshot() {
-  const std::lock_guard lock(snapshot_mutex_);
+  ProcessFigures process;
   const auto now = std::chrono::steady_clock::now();
-  if (last_at_ == std::chrono::steady_clock::time_point{} || now - last_at_ >= kSnapshotReuse) {
-    last_ = take_snapshot(stats_, server_, std::chrono::duration<double>(now - started_).count());
-    last_at_ = now;
+  {
+    const std::lock_guard lock(process_mutex_);
+    if (process_at_ == std::chrono::steady_clock::time_point{} ||
+        now - process_at_ >= kProcessReuse) {
+      process_ = read_process_figures(server_);
+      process_at_ = now;
+    }
+    process = process_;
   }
-  return last_;
+  return take_snapshot(stats_, process, std::chrono::duration<double>(now - started_).count());
 }
 
 // On a civetweb thread. Only GET (and only these paths, registered above: anything else is
-// civetweb's 404, since no document root is set).
-int StatsServer::serve(mg_connection* connection, void* self_pointer) {
-  auto& self = *static_cast<StatsServer*>(self_pointer);
+// civetweb's 404, since no document root is set). Nothing may escape into civetweb's C code.
+int StatsServer::serve(mg_connection* connection, void* self_pointer) noexcept {
+  try {
+    return static_cast<StatsServer*>(self_pointer)->answer(connection);
+  } catch (const std::exception& e) {
+    spdlog::warn("stats server: {}", e.what());
+    mg_send_http_error(connection, 500, "internal error\n");
+    return 500;
+  }
+}
+
+int StatsServer::answer(mg_connection* connection) {
   const mg_request_info* request = mg_get_request_info(connection);
   if (std::strcmp(request->request_method, "GET") != 0) {
     mg_send_http_error(connection, 405, "only GET\n");
@@ -107,9 +121,9 @@ int StatsServer::serve(mg_connection* connection, void* self_pointer) {
   const std::string_view path = request->local_uri;
   if (path == "/metrics") {
     reply(connection, "text/plain; version=0.0.4; charset=utf-8",
-          to_prometheus_text(self.snapshot(), self.description_));
+          to_prometheus_text(snapshot(), description_));
   } else if (path == "/stats.json") {
-    reply(connection, "application/json", to_json(self.snapshot(), self.description_));
+    reply(connection, "application/json", to_json(snapshot(), description_));
   } else if (path == "/dygraph.min.js") {
     reply(connection, "text/javascript", live_page::kDygraphJs);
   } else if (path == "/dygraph.min.css") {

@@ -38,18 +38,20 @@ class StatsServer {
   [[nodiscard]] const Endpoint& bound() const noexcept { return bound_; }
 
  private:
-  static int serve(mg_connection* connection, void* self);
-  // A snapshot no older than kSnapshotReuse: a flood of requests walks /proc once per period.
+  static int serve(mg_connection* connection, void* self) noexcept;
+  int answer(mg_connection* connection);
+  // The counters now, with process figures no older than kProcessReuse: a flood of requests
+  // walks /proc once per period (the counters cost a few microseconds to sum).
   MetricsSnapshot snapshot();
-  static constexpr std::chrono::milliseconds kSnapshotReuse{200};
+  static constexpr std::chrono::milliseconds kProcessReuse{200};
 
   const Stats& stats_;
   const ServerDescription description_;
   const pid_t server_;
   const std::chrono::steady_clock::time_point started_;
-  std::mutex snapshot_mutex_;
-  MetricsSnapshot last_;
-  std::chrono::steady_clock::time_point last_at_{};
+  std::mutex process_mutex_;
+  ProcessFigures process_;
+  std::chrono::steady_clock::time_point process_at_{};
   Endpoint bound_;
   mg_context* context_ = nullptr;
 };
