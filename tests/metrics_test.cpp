@@ -267,6 +267,13 @@ TEST(Metrics, IdleFloodOnTheStatsPortDoesNotStallTheEcho) {
   EXPECT_EQ(http_get(stats, "/metrics").status, 200);
 }
 
+// Debian 12's civetweb has no IPv6: refused as a bad flag, before anything is bound.
+TEST(Metrics, Ipv6StatsAddressIsRefusedAsABadFlag) {
+  const auto [status, error] = ServerProcess::run_to_exit({"--port", "0", "--stats", "[::1]:0"});
+  EXPECT_EQ(status, 2) << error;
+  EXPECT_NE(error.find("--stats: this build's civetweb has no IPv6"), std::string::npos) << error;
+}
+
 TEST(Metrics, OffByDefault) {
   auto server = start_server({});
   server->signal(SIGTERM);

@@ -95,7 +95,8 @@ CLI::Option* add_choice(CLI::App& app, const std::string& flag, Enum& target,
       ->default_str(initial->first);
 }
 
-// --stats: "HOST:PORT", "[IPV6]:PORT", or "PORT" alone for loopback. Returns an error text.
+// --stats: "HOST:PORT", "[IPV6]:PORT" (refused later if civetweb has no IPv6), or "PORT" alone
+// for loopback. Returns an error text.
 std::optional<std::string> parse_stats_address(const std::string& text, ServerConfig& c) {
   std::string host = "127.0.0.1";
   std::string port = text;

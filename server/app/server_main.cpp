@@ -115,8 +115,11 @@ int server_main(int argc, char** argv) {
     return 2;
   }
   try {
-    if (config.stats_enabled())
+    if (config.stats_enabled()) {
       stats_endpoint = resolve_endpoint(config.stats_host, config.stats_port);
+      if (auto why = StatsServer::unsupported(stats_endpoint); !why.empty())
+        throw std::invalid_argument(why);
+    }
   } catch (const std::invalid_argument& e) {
     fmt::print(stderr, "polyecho-server: error: --stats: {}\n", e.what());
     return 2;

@@ -40,6 +40,13 @@ std::string listening_port(const Endpoint& where) {
 
 }  // namespace
 
+std::string StatsServer::unsupported(const Endpoint& where) {
+  constexpr unsigned kIpv6Feature = 8;  // civetweb.h: mg_check_feature's bit for USE_IPV6
+  if (where.family() == AF_INET6 && mg_check_feature(kIpv6Feature) == 0)
+    return "this build's civetweb has no IPv6; use an IPv4 address such as 127.0.0.1:9100";
+  return {};
+}
+
 StatsServer::StatsServer(const Endpoint& where, const Stats& stats, ServerDescription description)
     : stats_(stats),
       description_(std::move(description)),

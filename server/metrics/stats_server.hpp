@@ -28,6 +28,9 @@ namespace polyecho {
 // process adds to the same shared Stats, so the figures are process-wide.
 class StatsServer {
  public:
+  // Why civetweb cannot serve on `where`, or empty when it can: Debian 12's civetweb is built
+  // without IPv6, so an IPv6 address is refused up front (exit 2) instead of failing to bind.
+  [[nodiscard]] static std::string unsupported(const Endpoint& where);
   // Binds and starts serving; throws std::runtime_error naming the address when it cannot.
   StatsServer(const Endpoint& where, const Stats& stats, ServerDescription description);
   ~StatsServer();
