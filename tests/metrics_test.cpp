@@ -124,6 +124,51 @@ TEST_P(MetricsPerModel, CountersMoveWhileTheConnectionIsOpen) {
   }
 }
 
+// With --work the echo waits for the work, and each message's latency must include it: no
+// message may be faster than its 1 ms of work, so every count sits above the 1 ms bound.
+void expect_latency_includes_the_work(const std::vector<std::string>& args) {
+  auto server = start_server(args);
+  const std::uint16_t stats = stats_port(*server);
+  ASSERT_NE(stats, 0);
+  const unique_fd client = connect_loopback(server->port());
+  constexpr std::size_t kLines = 10;
+  for (std::size_t i = 0; i < kLines; ++i) {
+    ASSERT_TRUE(send_text(client.get(), numbered_line(i)));
+    ASSERT_EQ(recv_line(client.get()), numbered_line(i));
+  }
+  const auto j =
+      stats_when(stats, [](const nlohmann::json& f) { return latency_count(f) >= kLines; });
+  ASSERT_EQ(latency_count(j), kLines) << j.dump();
+  const auto& bounds = j["latency"]["bounds_seconds"];
+  const auto& counts = j["latency"]["counts"];
+  for (std::size_t b = 0; b < bounds.size(); ++b) {
+    if (bounds[b].get<double>() <= 0.001) {
+      EXPECT_EQ(counts[b].get<std::uint64_t>(), 0u) << j.dump();
+    }
+  }
+  EXPECT_GE(j["latency"]["sum_seconds"].get<double>(), 0.001 * kLines) << j.dump();
+}
+
+// Held messages on each model's own path: inline on a loop or thread, a fiber, a coroutine, a
+// uring worker, a child process.
+TEST_P(MetricsPerModel, LatencyIncludesTheWork) {
+  expect_latency_includes_the_work(
+      GetParam().args({"--mode", "line", "--work", "block:1000", "--stats", "0"}));
+}
+
+// The other ways a message waits: a non-blocking wait (a timer, an io_uring timeout, an awaited
+// timer, a fiber sleep) and the offload pool's queue and thread.
+TEST(Metrics, LatencyIncludesWaitsAndTheOffloadPool) {
+  for (const char* backend : {"epoll", "uring", "fiber", "asio-coro"}) {
+    SCOPED_TRACE(backend);
+    expect_latency_includes_the_work(
+        {"--backend", backend, "--mode", "line", "--work", "wait:1000", "--stats", "0"});
+  }
+  SCOPED_TRACE("offload");
+  expect_latency_includes_the_work({"--backend", "epoll", "--mode", "line", "--work", "block:1000",
+                                    "--offload", "1", "--stats", "0"});
+}
+
 INSTANTIATE_TEST_SUITE_P(EveryModel, MetricsPerModel, ::testing::ValuesIn(one_case_per_model()),
                          [](const auto& test_info) { return case_name(test_info.param); });
 
