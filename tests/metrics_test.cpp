@@ -93,6 +93,14 @@ std::vector<BackendCase> one_case_per_model() {
   return cases;
 }
 
+// Sends `n` numbered lines on `fd`, one at a time, each echo read before the next line.
+void echo_lines(int fd, std::size_t n) {
+  for (std::size_t i = 0; i < n; ++i) {
+    ASSERT_TRUE(send_text(fd, numbered_line(i)));
+    ASSERT_EQ(recv_line(fd), numbered_line(i));
+  }
+}
+
 class MetricsPerModel : public ::testing::TestWithParam<BackendCase> {};
 
 TEST_P(MetricsPerModel, CountersMoveWhileTheConnectionIsOpen) {
@@ -101,10 +109,7 @@ TEST_P(MetricsPerModel, CountersMoveWhileTheConnectionIsOpen) {
   ASSERT_NE(stats, 0);
   const unique_fd client = connect_loopback(server->port());
   constexpr std::size_t kLines = 20;
-  for (std::size_t i = 0; i < kLines; ++i) {
-    ASSERT_TRUE(send_text(client.get(), numbered_line(i)));
-    ASSERT_EQ(recv_line(client.get()), numbered_line(i));
-  }
+  ASSERT_NO_FATAL_FAILURE(echo_lines(client.get(), kLines));
   // Still connected: the figures must not wait for the connection to end.
   const auto j = stats_when(stats, [](const nlohmann::json& f) {
     return figure(f, "messages", "out") >= kLines && figure(f, "bytes", "out") >= kLines * 10 &&
@@ -132,10 +137,7 @@ void expect_latency_includes_the_work(const std::vector<std::string>& args) {
   ASSERT_NE(stats, 0);
   const unique_fd client = connect_loopback(server->port());
   constexpr std::size_t kLines = 10;
-  for (std::size_t i = 0; i < kLines; ++i) {
-    ASSERT_TRUE(send_text(client.get(), numbered_line(i)));
-    ASSERT_EQ(recv_line(client.get()), numbered_line(i));
-  }
+  ASSERT_NO_FATAL_FAILURE(echo_lines(client.get(), kLines));
   const auto j =
       stats_when(stats, [](const nlohmann::json& f) { return latency_count(f) >= kLines; });
   ASSERT_EQ(latency_count(j), kLines) << j.dump();
