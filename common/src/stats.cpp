@@ -55,7 +55,8 @@ TrafficTotals Stats::traffic_totals() const noexcept {
       std::min<std::size_t>(traffic_slots_taken.load(std::memory_order_relaxed), kTrafficSlots);
   for (std::size_t i = 0; i < used; ++i) {
     const TrafficSlot& slot = traffic[i];
-    // Replies before requests, bytes out before bytes in: a reader never sees more out than in.
+    // Replies before requests, bytes out before bytes in, so a reader does not see more out
+    // than in (on x86; relaxed atomics promise no order elsewhere: a rate is what counts).
     totals.messages_out += slot.messages_out.load(std::memory_order_relaxed);
     totals.bytes_out += slot.bytes_out.load(std::memory_order_relaxed);
     totals.messages_in += slot.messages_in.load(std::memory_order_relaxed);

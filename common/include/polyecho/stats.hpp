@@ -55,7 +55,7 @@ struct alignas(64) TrafficSlot {
 };
 
 // A consistent-enough sum of every TrafficSlot (each counter is read once; they move while
-// summed, so a reader may see a message in before its reply, never a counter going back).
+// summed, so a reader may see a message in before its reply; no counter ever goes back).
 struct TrafficTotals {
   std::uint64_t bytes_in = 0;
   std::uint64_t bytes_out = 0;
