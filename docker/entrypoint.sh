@@ -7,6 +7,7 @@
 # Environment (defaults that arguments override):
 #   POLYECHO_BACKEND   concurrency model, like --backend
 #   POLYECHO_FLAGS     more server flags, split on spaces, like "--workers 2 --mode line"
+#   POLYECHO_STATS     HOST:PORT for --stats (metrics and the live page), e.g. 0.0.0.0:9100
 # --host 0.0.0.0 and --port 7007 are added unless given, and --backend ARG replaces
 # POLYECHO_BACKEND. The server refuses a flag given twice: do not repeat one of POLYECHO_FLAGS
 # on the command line.
@@ -31,6 +32,7 @@ has() {
 # shellcheck disable=SC2086
 set -- ${POLYECHO_FLAGS:-} "$@"
 if [ -n "${POLYECHO_BACKEND:-}" ] && ! has --backend "$@"; then set -- --backend "$POLYECHO_BACKEND" "$@"; fi
+if [ -n "${POLYECHO_STATS:-}" ] && ! has --stats "$@"; then set -- --stats "$POLYECHO_STATS" "$@"; fi
 has --port "$@" || set -- --port 7007 "$@"
 has --host "$@" || set -- --host 0.0.0.0 "$@"
 exec polyecho-server "$@"

@@ -162,7 +162,7 @@ TEST(ServerCli, HelpListsEachFlagUnderTheModelsItAppliesTo) {
   const std::map<std::string, std::vector<std::string>> expected{
       {"Server",
        {"--help", "--version", "--list-backends", "--json", "--backend", "--host", "--port",
-        "--backlog", "--user", "--log-level"}},
+        "--backlog", "--user", "--stats", "--log-level"}},
       {"Protocol (every model)",
        {"--mode", "--transform", "--max-line", "--max-frame", "--max-buffer"}},
       {"Work per message (line and frame modes; docs/WORK.md)", {"--work", "--gil"}},

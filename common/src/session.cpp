@@ -83,17 +83,59 @@ std::span<char> Session::input_space(std::size_t useful) {
 }
 
 Intent Session::on_received(std::size_t n) {
+  const auto at =
+      config_.observer != nullptr ? config_.observer->now() : MessageObserver::Clock::time_point{};
   buffer_.commit(n);
+  accepted_now_ = 0;
+  Intent intent = Intent::keep_reading;
   if (config_.mode == Mode::raw) {
     releasable_ = buffer_.size();
-    return Intent::keep_reading;
+    accepted_now_ = n > 0 ? 1 : 0;
+  } else {
+    intent = config_.mode == Mode::line ? scan_lines() : scan_frames();
   }
-  return config_.mode == Mode::line ? scan_lines() : scan_frames();
+  if (config_.observer != nullptr) report_received(n, at);
+  return intent;
+}
+
+// After a read (or the EOF that completed a last line): its figures, and its messages'
+// latency when they were released at once; held ones are timed when released.
+void Session::report_received(std::size_t bytes, MessageObserver::Clock::time_point at) noexcept {
+  MessageObserver& observer = *config_.observer;
+  observer.received(bytes, accepted_now_);
+  if (accepted_now_ == 0) return;
+  if (config_.hold_messages && config_.mode != Mode::raw) {
+    remember_arrival(accepted_now_, at);
+  } else {
+    observer.replied(accepted_now_, observer.now() - at);
+  }
+}
+
+void Session::remember_arrival(std::size_t messages,
+                               MessageObserver::Clock::time_point at) noexcept {
+  if (arrival_count_ == kArrivalSlots) {
+    arrivals_[(first_arrival_ + kArrivalSlots - 1) % kArrivalSlots].messages += messages;
+    return;
+  }
+  arrivals_[(first_arrival_ + arrival_count_) % kArrivalSlots] = {messages, at};
+  ++arrival_count_;
+}
+
+// One held message's echo was released: it arrived with the oldest entry.
+void Session::report_released() noexcept {
+  if (arrival_count_ == 0) return;
+  Arrival& oldest = arrivals_[first_arrival_];
+  config_.observer->replied(1, config_.observer->now() - oldest.at);
+  if (--oldest.messages == 0) {
+    first_arrival_ = static_cast<std::uint8_t>((first_arrival_ + 1) % kArrivalSlots);
+    --arrival_count_;
+  }
 }
 
 // The complete messages up to offset `end` (`messages` of them are new) are echoed at once,
 // or in hold mode wait behind the ones already pending. Once per scan, not per message.
 void Session::accept_through(std::size_t end, std::size_t messages) noexcept {
+  accepted_now_ += messages;
   if (config_.hold_messages) {
     pending_ = end - releasable_;
     pending_count_ += messages;
@@ -189,7 +231,11 @@ Intent Session::on_peer_eof() {
       // The peer will send no LF any more: its last, unterminated line is still a line.
       if (is_quit(tail)) return close_with(kBye);
       if (config_.transform == Transform::upper) upper_in_place(tail);
+      accepted_now_ = 0;
+      const auto at = config_.observer != nullptr ? config_.observer->now()
+                                                  : MessageObserver::Clock::time_point{};
       accept_through(buffer_.size(), 1);
+      if (config_.observer != nullptr) report_received(0, at);
     } else if (config_.mode == Mode::frame) {
       return frame_cut_short();
     }
@@ -213,6 +259,7 @@ Intent Session::frame_cut_short() {
 void Session::on_sent(std::size_t n) noexcept {
   buffer_.consume(n);
   releasable_ -= n;
+  if (config_.observer != nullptr) config_.observer->sent(n);
 }
 
 // A frame's length is in its header; a line's is found once and kept until it is released,
@@ -245,6 +292,7 @@ void Session::release_message() noexcept {
   pending_ -= n;
   --pending_count_;
   first_length_ = 0;
+  if (config_.observer != nullptr) report_released();
   if (pending_ == 0 && closing_) releasable_ = buffer_.size();
 }
 

@@ -95,6 +95,36 @@ CLI::Option* add_choice(CLI::App& app, const std::string& flag, Enum& target,
       ->default_str(initial->first);
 }
 
+// --stats: "HOST:PORT", "[IPV6]:PORT" (refused later if civetweb has no IPv6), or "PORT" alone
+// for loopback. Returns an error text.
+std::optional<std::string> parse_stats_address(const std::string& text, ServerConfig& c) {
+  std::string host = "127.0.0.1";
+  std::string port = text;
+  if (const auto colon = text.rfind(':'); colon != std::string::npos) {
+    host = text.substr(0, colon);
+    port = text.substr(colon + 1);
+    if (host.size() >= 2 && host.front() == '[' && host.back() == ']')
+      host = host.substr(1, host.size() - 2);
+    if (host.empty()) return "--stats: no host before ':' (e.g. 127.0.0.1:9100)";
+  }
+  const bool numeric = !port.empty() && port.size() <= 5 &&
+                       port.find_first_not_of("0123456789") == std::string::npos;
+  if (!numeric || std::stoul(port) > 65535)
+    return fmt::format("--stats: '{}' is not HOST:PORT with a port from 0 to 65535", text);
+  c.stats_host = host;
+  c.stats_port = static_cast<std::uint16_t>(std::stoul(port));
+  return std::nullopt;
+}
+
+std::string joined_flags(int argc, char** argv) {
+  std::string flags;
+  for (int i = 1; i < argc; ++i) {
+    if (i > 1) flags += ' ';
+    flags += argv[i];
+  }
+  return flags;
+}
+
 }  // namespace
 
 std::optional<int> parse_command_line(int argc, char** argv, CommandLine& line) {
@@ -108,6 +138,7 @@ std::optional<int> parse_command_line(int argc, char** argv, CommandLine& line) 
   std::string transform = "none";
   double idle_seconds = 0;
   double drain_seconds = 5;
+  std::string stats_address;
 
   start_section(app, "Server");
   app.get_help_ptr()->group("Server");
@@ -122,6 +153,9 @@ std::optional<int> parse_command_line(int argc, char** argv, CommandLine& line) 
       ->check(CLI::Range(1, 1 << 20))
       ->capture_default_str();
   app.add_option("--user", c.user, "Drop privileges to this user after binding");
+  app.add_option("--stats", stats_address,
+                 "HOST:PORT (or PORT for loopback): serve /metrics (Prometheus), /stats.json and "
+                 "a live page; off by default; port 0 picks a free one (docs/METRICS.md)");
   app.add_option("--log-level", c.log_level, "trace|debug|info|warn|error|off")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}))
       ->capture_default_str();
@@ -270,6 +304,11 @@ std::optional<int> parse_command_line(int argc, char** argv, CommandLine& line) 
     fmt::print(stderr, "polyecho-server: error: {} (see --help)\n", e.what());
     return 2;
   }
+  if (auto error = stats_address.empty() ? std::nullopt : parse_stats_address(stats_address, c)) {
+    fmt::print(stderr, "polyecho-server: error: {}\n", *error);
+    return 2;
+  }
+  c.flags = joined_flags(argc, argv);
   if (auto error = check_topology(c)) {
     fmt::print(stderr, "polyecho-server: error: {}\n", *error);
     return 2;

@@ -10,11 +10,13 @@
 #include <algorithm>
 #include <cstdio>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "app/backend_registry.hpp"
 #include "app/cli.hpp"
+#include "metrics/stats_server.hpp"
 #include "polyecho/stop_signal.hpp"
 #include "topology/loop_topology.hpp"
 #include "topology/process_topology.hpp"
@@ -105,13 +107,28 @@ int server_main(int argc, char** argv) {
   }
 
   Endpoint endpoint;
+  Endpoint stats_endpoint;
   try {
     endpoint = resolve_endpoint(config.host, config.port);
   } catch (const std::invalid_argument& e) {
     fmt::print(stderr, "polyecho-server: error: --host: {}\n", e.what());
     return 2;
   }
+  try {
+    if (config.stats_enabled()) {
+      stats_endpoint = resolve_endpoint(config.stats_host, config.stats_port);
+      if (auto why = StatsServer::unsupported(stats_endpoint); !why.empty())
+        throw std::invalid_argument(why);
+    }
+  } catch (const std::invalid_argument& e) {
+    fmt::print(stderr, "polyecho-server: error: --stats: {}\n", e.what());
+    return 2;
+  }
 
+  SharedStats stats;
+  // Every Session of every model reports its traffic here (before any fork: children share it).
+  StatsObserver observer(stats.get());
+  line.config.protocol.observer = &observer;
   std::unique_ptr<Backend> backend;
   try {
     backend = info->create(config);
@@ -121,7 +138,6 @@ int server_main(int argc, char** argv) {
   }
 
   ignore_sigpipe();
-  SharedStats stats;
   try {
     PeerLimit peers(config.max_per_ip, config.max_connections);  // before any fork: shared
     stop_signal::install();
@@ -137,6 +153,18 @@ int server_main(int argc, char** argv) {
       return 1;
     }
     const Endpoint bound = local_endpoint(listener.get());
+    // Before dropping privileges (a low port) and before any fork: its threads stay in this
+    // process, and children only add to the shared Stats it reads.
+    std::optional<StatsServer> stats_server;
+    if (config.stats_enabled()) {
+      try {
+        stats_server.emplace(stats_endpoint, stats.get(),
+                             ServerDescription{info->name, config.flags});
+      } catch (const std::runtime_error& e) {
+        fmt::print(stderr, "polyecho-server: {}\n", e.what());
+        return 1;
+      }
+    }
     if (!config.user.empty()) drop_privileges(config.user);
     if (config.work.kind == WorkKind::cpu) {
       // Before the first connection, and before any fork: every process shares the figure.
@@ -146,6 +174,8 @@ int server_main(int argc, char** argv) {
     }
 
     fmt::print("polyecho: {} listening on {}\n", info->name, bound.to_string());
+    if (stats_server)
+      fmt::print("polyecho: stats on http://{}/\n", stats_server->bound().to_string());
     std::fflush(stdout);
 
     Admission admission(config.max_connections, stats.get(), peers);

@@ -93,26 +93,20 @@ struct Connection {
   Connection(Worker& owner, tcp::socket connected, AdmissionTicket admitted,
              const ServerContext& context)
       : worker(owner),
-        stats(context.stats),
         socket(std::move(connected)),
         ticket(std::move(admitted)),
         session(context.config.protocol) {
     if (context.config.work.kind == WorkKind::wait) work_timer.emplace(socket.get_executor());
     worker.live.insert(this);
   }
-  ~Connection() {
-    counters.flush_to(stats);
-    worker.live.erase(this);
-  }
+  ~Connection() { worker.live.erase(this); }
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
 
   Worker& worker;
-  Stats& stats;
   tcp::socket socket;
   AdmissionTicket ticket;  // after `socket`: given back before the socket closes
   Session session;
-  ConnectionCounters counters;
   Clock::time_point deadline{};  // idle deadline; every read and write pushes it forward
   std::optional<asio::steady_timer> work_timer;  // --work wait only
 
@@ -307,7 +301,7 @@ class Server {
       if (admitted.ticket) {
         admitted.ticket.refuse(std::move(admitted.fd));  // its setup failed: never served
       } else {
-        context_.stats.errors.fetch_add(1, std::memory_order_relaxed);
+        context_.stats.count_error(ErrorKind::connection);
       }
     }
     connection_ended();
@@ -322,7 +316,6 @@ class Server {
         const auto out = c.session.output();
         auto [error, sent] =
             co_await asio::async_write(c.socket, asio::buffer(out.data(), out.size()), kNoThrow);
-        c.counters.bytes_out += sent;
         if (error) {
           count_error(error);
           co_return;
@@ -361,7 +354,6 @@ class Server {
         count_error(error);
         co_return;
       } else {
-        c.counters.bytes_in += received;
         c.session.on_received(received);
         touch(c);
       }
@@ -388,7 +380,7 @@ class Server {
   // Our own cancellation (idle timeout, drain cut) is not an error; a peer's reset is.
   void count_error(const std::error_code& error) {
     if (error == asio::error::operation_aborted || error == asio::error::bad_descriptor) return;
-    context_.stats.errors.fetch_add(1, std::memory_order_relaxed);
+    context_.stats.count_error(ErrorKind::connection);
     spdlog::debug("connection ended: {}", error.message());
   }
 

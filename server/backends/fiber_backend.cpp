@@ -59,7 +59,6 @@ void serve(FiberScheduler& scheduler, unique_fd connection, const ServerConfig& 
            Stats& stats) {
   const WatchedFd fd(scheduler, std::move(connection));
   Session session(config.protocol);
-  ConnectionCounters counters;
   int error = 0;
   const auto idle = config.idle_timeout;
   unsigned reads_this_turn = 0;  // reads that found data since this fiber last gave up the thread
@@ -67,7 +66,6 @@ void serve(FiberScheduler& scheduler, unique_fd connection, const ServerConfig& 
     while (error == 0 && session.has_output()) {
       const IoResult r = send_some(fd.get(), session.output());  // MSG_NOSIGNAL, EINTR retried
       if (r.bytes > 0) {
-        counters.bytes_out += static_cast<std::uint64_t>(r.bytes);
         session.on_sent(static_cast<std::size_t>(r.bytes));
       } else if (!r.would_block()) {
         error = r.error;  // reset or worse: this connection only
@@ -102,7 +100,6 @@ void serve(FiberScheduler& scheduler, unique_fd connection, const ServerConfig& 
     if (space.empty()) break;  // cannot happen after a full flush; never spin on it
     const IoResult r = read_some(fd.get(), space);
     if (r.ok()) {
-      counters.bytes_in += static_cast<std::uint64_t>(r.bytes);
       session.on_received(static_cast<std::size_t>(r.bytes));
       ++reads_this_turn;
     } else if (r.eof()) {
@@ -115,10 +112,9 @@ void serve(FiberScheduler& scheduler, unique_fd connection, const ServerConfig& 
       break;
     }  // `input_cut` is seen at the top of the next pass
   }
-  counters.flush_to(stats);
   count_protocol_error(session, stats, fd.get());
   if (error != 0) {
-    stats.errors.fetch_add(1, std::memory_order_relaxed);
+    stats.count_error(ErrorKind::connection);
     spdlog::debug("connection fd {} ended: {}", fd.get(), std::strerror(error));
   }
 }
@@ -157,6 +153,7 @@ void accept_loop(FiberScheduler& scheduler, std::unique_ptr<ConnectionSource> so
                  ServerContext& context) {
   const int fd = source->fd();
   const std::uint32_t interest = kReadable | (source->shared() ? kExclusive : 0u);
+  scheduler.count_waits_in(source->loop_stats());
   bool serving = true;
   while (serving) {
     auto taken = source->take();

@@ -70,7 +70,7 @@ class ForkBackend final : public Backend {
   // the stop's too: any other signal means the child died before finishing its connection.
   static void on_exit(Stats& stats, const ChildExit& exit) {
     if (!WIFSIGNALED(exit.status) || WTERMSIG(exit.status) == SIGTERM || exit.killed) return;
-    stats.errors.fetch_add(1, std::memory_order_relaxed);
+    stats.count_error(ErrorKind::process);
     spdlog::warn("connection child {} died from signal {}", exit.pid, WTERMSIG(exit.status));
   }
 };

@@ -46,7 +46,6 @@ class BlockingServer {
           }
           return errno;
         }
-        counters_.bytes_out += static_cast<std::uint64_t>(n);
         session_.on_sent(static_cast<std::size_t>(n));
       }
       if (session_.finished()) return 0;
@@ -61,7 +60,6 @@ class BlockingServer {
       if (must_stop_reading()) continue;  // the wait may have seen the stop
       const ssize_t n = ::recv(fd_, space.data(), space.size(), 0);
       if (n > 0) {
-        counters_.bytes_in += static_cast<std::uint64_t>(n);
         session_.on_received(static_cast<std::size_t>(n));
       } else if (n == 0) {
         session_.on_peer_eof();
@@ -75,7 +73,6 @@ class BlockingServer {
     }
   }
 
-  ConnectionCounters& counters() { return counters_; }
   [[nodiscard]] const Session& session() const { return session_; }
 
  private:
@@ -119,7 +116,6 @@ class BlockingServer {
   const ServerConfig& config_;
   const BlockingServeOptions& options_;
   Session session_;
-  ConnectionCounters counters_;
   bool draining_ = false;
   bool cut_ = false;
   Clock::time_point deadline_{};
@@ -137,11 +133,10 @@ void serve_blocking(int fd, const ServerConfig& config, Stats& stats,
   } catch (const std::system_error& e) {
     error = e.code().value();  // setsockopt on a peer that already reset
   }
-  server.counters().flush_to(stats);
   count_protocol_error(server.session(), stats, fd);
   // EAGAIN here is SO_RCVTIMEO firing: an idle (or drain-expired) client, closed on purpose.
   if (error != 0 && error != EAGAIN && error != EINTR) {
-    stats.errors.fetch_add(1, std::memory_order_relaxed);
+    stats.count_error(ErrorKind::connection);
     spdlog::debug("connection fd {} ended: {}", fd, std::strerror(error));
   }
 }

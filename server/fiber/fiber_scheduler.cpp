@@ -151,6 +151,7 @@ void FiberScheduler::run() {
   loop_thread_.bind_here();
   while (!timed_.empty() || !untimed_.empty()) {
     multiplexer_->wait(ready_, starting_.empty() ? next_timeout_ms() : 0);
+    if (loop_stats_ != nullptr) loop_stats_->record_wait(ready_.size());
     // Connections before services: a connection that ends frees its descriptor before the
     // acceptor runs, so at the descriptor limit a newcomer is admitted rather than shed.
     for (const ReadyEvent& event : ready_) dispatch(event, Kind::connection);

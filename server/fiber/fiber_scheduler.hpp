@@ -15,6 +15,7 @@
 #include "lifecycle/drain_timeline.hpp"
 #include "lifecycle/thread_affinity.hpp"
 #include "poller/multiplexer.hpp"
+#include "polyecho/stats.hpp"
 #include "polyecho/unique_fd.hpp"
 
 namespace polyecho {
@@ -70,6 +71,8 @@ class FiberScheduler {
 
   // Runs until every fiber has ended.
   void run();
+  // Where this loop counts its waits and the events they brought (null: nowhere).
+  void count_waits_in(LoopStats* loop) noexcept { loop_stats_ = loop; }
 
  private:
   struct Task;
@@ -107,6 +110,7 @@ class FiberScheduler {
   [[nodiscard]] int next_timeout_ms() const;
 
   std::unique_ptr<Multiplexer> multiplexer_;
+  LoopStats* loop_stats_ = nullptr;
   FiberStackPool stacks_;
   DrainTimeline drain_;
   TaskList timed_;

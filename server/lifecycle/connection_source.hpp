@@ -54,6 +54,9 @@ class ConnectionSource {
   // counting as take(), so the loop never admits by itself.
   [[nodiscard]] Taken admit(unique_fd connection);
 
+  // This loop's counters in Stats (null beyond Stats::kMaxLoops): the loop adds its waits.
+  [[nodiscard]] LoopStats* loop_stats() const noexcept { return loop_; }
+
  protected:
   ConnectionSource(Admission& admission, LoopStats* loop) noexcept
       : admission_(admission), loop_(loop) {}

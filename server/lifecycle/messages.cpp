@@ -15,7 +15,7 @@ void work_pending_inline(Session& session, const WorkConfig& work) {
 void count_protocol_error(const Session& session, Stats& stats, int fd) {
   const auto error = session.protocol_error();
   if (error.empty()) return;
-  stats.errors.fetch_add(1, std::memory_order_relaxed);
+  stats.count_error(ErrorKind::protocol);
   spdlog::warn("connection fd {}: {}; closed", fd, error);
 }
 

@@ -83,6 +83,14 @@ struct ServerConfig {
   AsioIo asio_io = AsioIo::epoll;  // asio-coro
 
   std::string log_level = "info";
+
+  // --stats HOST:PORT: the metrics endpoint and live page (docs/METRICS.md); off when empty.
+  // Only the host given, or loopback: nothing is exposed beyond the machine unless asked.
+  std::string stats_host;
+  std::uint16_t stats_port = 0;
+  [[nodiscard]] bool stats_enabled() const noexcept { return !stats_host.empty(); }
+  // The flags as given, after the program name (the live page and the info series show them).
+  std::string flags;
 };
 
 }  // namespace polyecho

@@ -74,7 +74,7 @@ void WorkerProcesses::on_exited(const ChildExit& exit) {
   stats_.active.fetch_sub(lost, std::memory_order_relaxed);
   peers_.forget_owner(slot);  // their --max-per-ip places too
   if (WIFSIGNALED(exit.status)) {
-    stats_.errors.fetch_add(static_cast<std::uint64_t>(lost), std::memory_order_relaxed);
+    stats_.count_error(ErrorKind::process, static_cast<std::uint64_t>(lost));
     spdlog::warn("worker {} died from signal {}; {} connection(s) lost", slot,
                  WTERMSIG(exit.status), lost);
   }

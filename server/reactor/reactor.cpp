@@ -34,6 +34,7 @@ Reactor::Reactor(const ServerConfig& config, Stats& stats, std::unique_ptr<Conne
       stats_(stats),
       offload_(offload != nullptr ? std::make_unique<OffloadLink>(*offload) : nullptr),
       source_(std::move(source)),
+      loop_stats_(source_->loop_stats()),
       multiplexer_(std::move(multiplexer)),
       drain_(config.drain_timeout) {
   if (!multiplexer_->add(stop_signal::stop_fd(), kReadable) ||
@@ -49,6 +50,7 @@ void Reactor::run() {
   loop_thread_.bind_here();
   while (!drain_.stopping() || !by_activity_.empty()) {
     multiplexer_->wait(ready_, next_timeout_ms());
+    if (loop_stats_ != nullptr) loop_stats_->record_wait(ready_.size());
     now_ = Clock::now();
     progressed_ = false;
     for (const ReadyEvent& event : ready_) dispatch(event);

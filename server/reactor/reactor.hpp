@@ -91,6 +91,7 @@ class Reactor {
   std::unique_ptr<OffloadLink> offload_;        // nullptr without --offload
   std::vector<ConnectionRef> offload_scratch_;  // completions or refusals being handed out
   std::unique_ptr<ConnectionSource> source_;    // null once stopping
+  LoopStats* loop_stats_;                       // the source's, kept past it; may be null
   std::unique_ptr<Multiplexer> multiplexer_;
   TimerQueue timers_;      // before the connections: they cancel their timers when destroyed
   EntryList by_activity_;  // owns the connections; least recently active first

@@ -26,10 +26,9 @@ ReactorConnection::~ReactorConnection() {
   if (wait_timer_) timers_.cancel(wait_timer_);  // its fd may be reused by the next connection
   // A job still in the pool needs nothing from us: it holds its own copy of what it reads, and
   // its completion, carrying our serial, will find nobody and be dropped.
-  counters_.flush_to(stats_);
   count_protocol_error(session_, stats_, fd_.get());
   if (error_ != 0) {
-    stats_.errors.fetch_add(1, std::memory_order_relaxed);
+    stats_.count_error(ErrorKind::connection);
     spdlog::debug("connection fd {} ended: {}", fd_.get(), std::strerror(error_));
   }
 }
@@ -118,7 +117,6 @@ bool ReactorConnection::read_phase(bool edge_triggered) {
     if (space.empty()) return moved;  // backpressure: the buffer is full until the peer drains
     const IoResult r = read_some(fd_.get(), space);  // EINTR retried inside
     if (r.ok()) {
-      counters_.bytes_in += static_cast<std::uint64_t>(r.bytes);
       session_.on_received(static_cast<std::size_t>(r.bytes));
       moved = true;
       // A short read does NOT prove the socket is empty: an EOF that arrived with these bytes
@@ -149,7 +147,6 @@ bool ReactorConnection::write_phase() {
       if (!r.would_block()) error_ = r.error;
       return moved;  // EAGAIN: the kernel buffer is full; watch for writability
     }
-    counters_.bytes_out += static_cast<std::uint64_t>(r.bytes);
     session_.on_sent(static_cast<std::size_t>(r.bytes));
     moved = true;
   }

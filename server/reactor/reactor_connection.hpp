@@ -105,7 +105,6 @@ class ReactorConnection {
   bool in_flight_ = false;          // the first pending message's work is in the pool
   bool awaiting_room_ = false;      // the pool's queue refused it: not read until room
   Session session_;
-  ConnectionCounters counters_;
   int error_ = 0;          // errno that ended the connection, 0 if it ended in order
   bool may_read_ = false;  // the kernel may hold unread bytes (or an EOF) for us
   bool peer_eof_ = false;

@@ -39,7 +39,6 @@ void UringWorker::on_recv(Connection& c, int result, std::uint32_t flags) {
   if (result > 0) {
     touch(c);
     c.last_recv = static_cast<std::size_t>(result);
-    c.counters.bytes_in += static_cast<std::uint64_t>(result);
     if ((flags & IORING_CQE_F_BUFFER) == 0) c.session.on_received(static_cast<std::size_t>(result));
   } else if (result == 0) {
     c.peer_eof = true;
@@ -78,7 +77,6 @@ void UringWorker::on_send(Connection& c, int result) {
   if (c.closing) return free_if_done(c);
   if (result <= 0) return close_connection(c, result == 0 ? EPIPE : -result);
   touch(c);
-  c.counters.bytes_out += static_cast<std::uint64_t>(result);
   // Staged bytes first: on_sent() rewinds an emptied buffer, which would orphan them.
   if (c.staged > 0) c.session.on_received(std::exchange(c.staged, 0));
   c.session.on_sent(static_cast<std::size_t>(result));  // a short send leaves the rest in output()
@@ -169,7 +167,7 @@ void UringWorker::stop_reading(Connection& c) {
 void UringWorker::close_connection(Connection& c, int error) {
   if (c.closing) return;
   c.closing = true;
-  if (error != 0) context_.stats.errors.fetch_add(1, std::memory_order_relaxed);
+  if (error != 0) context_.stats.count_error(ErrorKind::connection);
   closing_.splice(closing_.end(), open_, c.self);
   if (c.inflight > 0) {
     // shutdown ends a pending recv (EOF) and send (EPIPE) at once; the cancel covers a recv
@@ -192,7 +190,6 @@ void UringWorker::close_connection(Connection& c, int error) {
 void UringWorker::free_if_done(Connection& c) {
   if (c.inflight > 0) return;
   if (c.starved) std::erase(starved_, &c);
-  c.counters.flush_to(context_.stats);
   count_protocol_error(c.session, context_.stats, c.fd.get());
   closing_.erase(c.self);  // gives the ticket back, closes the socket
 }

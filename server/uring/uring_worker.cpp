@@ -34,6 +34,7 @@ UringWorker::UringWorker(ServerContext& context, std::unique_ptr<ConnectionSourc
     : context_(context),
       config_(context.config),
       source_(std::move(source)),
+      loop_stats_(source_->loop_stats()),
       kernel_accepts_(source_->listener() >= 0),
       ring_(RingOptions{.sqpoll = context.config.sqpoll}),
       drain_(context.config.drain_timeout) {
@@ -73,6 +74,7 @@ void UringWorker::run() {
   while (!finished()) {
     ring_.submit_and_wait(between_waits.previous());
     now_ = Clock::now();
+    if (loop_stats_ != nullptr) loop_stats_->record_wait(ring_.ready().size());
     // Under load the wait may never sleep, and then never lets a stop signal in.
     if (now_ - signals_checked >= kSignalCheck) {
       signals_checked = now_;

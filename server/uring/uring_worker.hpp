@@ -30,7 +30,6 @@ struct alignas(16) Connection {
   unique_fd fd;
   AdmissionTicket ticket;  // given back when the Connection is freed, before the close
   Session session;
-  ConnectionCounters counters;
   std::list<Connection>::iterator self;  // position in open_ (idle order) or closing_
   Clock::time_point last_active;
   // Bytes copied into the Session's tail while a send was in flight, reported to it once the
@@ -113,6 +112,7 @@ class UringWorker {
   ServerContext& context_;
   const ServerConfig& config_;
   std::unique_ptr<ConnectionSource> source_;  // null once the stop let go of it
+  LoopStats* loop_stats_;                     // the source's, kept past it; may be null
   bool kernel_accepts_;                       // the source is a listener: multishot accept
   Ring ring_;
   // Provided buffers in two size classes; both absent on kernels without buffer rings.

@@ -95,19 +95,7 @@ std::unique_ptr<ServerProcess> ServerProcess::start(const std::vector<std::strin
   server->pidfd_ = static_cast<int>(::syscall(SYS_pidfd_open, spawned.pid, 0));
 
   // prlimit execs the server in the same process, so the pid stays the server's.
-  std::string line;
-  const auto deadline = std::chrono::steady_clock::now() + kSafetyTimeout;
-  while (line.find('\n') == std::string::npos) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-        deadline - std::chrono::steady_clock::now());
-    pollfd fd{server->stdout_fd_, POLLIN, 0};
-    if (left.count() <= 0 || ::poll(&fd, 1, static_cast<int>(left.count())) <= 0) break;
-    char c;
-    const ssize_t n =
-        ::read(server->stdout_fd_, &c, 1);  // byte by byte: leave the rest in the pipe
-    if (n <= 0) break;
-    line += c;
-  }
+  const std::string line = server->read_stdout_line();
   const auto at = line.find(" listening on ");
   const auto colon = line.rfind(':');
   if (at == std::string::npos || colon == std::string::npos) {
@@ -118,6 +106,28 @@ std::unique_ptr<ServerProcess> ServerProcess::start(const std::vector<std::strin
   server->listening_line_ = line.substr(0, line.size() - 1);
   server->port_ = static_cast<std::uint16_t>(std::stoi(line.substr(colon + 1)));
   return server;
+}
+
+std::string ServerProcess::read_stdout_line() {
+  std::string line;
+  const auto deadline = std::chrono::steady_clock::now() + kSafetyTimeout;
+  while (line.find('\n') == std::string::npos) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    pollfd fd{stdout_fd_, POLLIN, 0};
+    if (left.count() <= 0 || ::poll(&fd, 1, static_cast<int>(left.count())) <= 0) break;
+    char c;
+    const ssize_t n = ::read(stdout_fd_, &c, 1);  // byte by byte: leave the rest in the pipe
+    if (n <= 0) break;
+    line += c;
+  }
+  return line;
+}
+
+std::string ServerProcess::next_stdout_line() {
+  std::string line = read_stdout_line();
+  if (!line.empty() && line.back() == '\n') line.pop_back();
+  return line;
 }
 
 std::pair<int, std::string> ServerProcess::run_to_exit(const std::vector<std::string>& args) {

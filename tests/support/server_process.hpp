@@ -54,6 +54,9 @@ class ServerProcess {
   // Waits for the process to exit; returns its exit code (128+N when killed by signal N), or
   // nullopt when it is still running after `timeout`.
   std::optional<int> wait_exit(std::chrono::milliseconds timeout);
+  // The next line the server writes to stdout after the listening line (without its LF), e.g.
+  // "polyecho: stats on http://...": waits for it up to the safety timeout; empty if none came.
+  std::string next_stdout_line();
   // Everything the server wrote to stdout after the listening line (read after it exited).
   std::string remaining_stdout();
   std::string stderr_text() const;
@@ -69,6 +72,9 @@ class ServerProcess {
 
  private:
   ServerProcess() = default;
+  // One stdout line with its LF, read byte by byte so the rest stays in the pipe; what came
+  // before the safety timeout, EOF or an error otherwise.
+  std::string read_stdout_line();
   pid_t pid_ = -1;
   int pidfd_ = -1;
   int stdout_fd_ = -1;

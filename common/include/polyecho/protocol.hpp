@@ -8,6 +8,8 @@
 
 namespace polyecho {
 
+class MessageObserver;  // polyecho/message_observer.hpp
+
 // raw: every byte is echoed as it comes. line: LF-terminated lines (quit, transform, max_line).
 // frame: length-prefixed binary messages (see kFrameHeaderSize), echoed whole and unchanged.
 enum class Mode { raw, line, frame };
@@ -29,6 +31,9 @@ struct ProtocolConfig {
   // Reaching it means "stop reading until the peer drains its echo". Raised when needed so one
   // maximal line or frame always fits.
   std::size_t max_buffer = std::size_t{1024} * 1024;
+  // Told about bytes and messages as they pass, and the clock for their latency (live
+  // metrics). Not owned; must outlive every Session. Null: nothing is measured.
+  MessageObserver* observer = nullptr;
 };
 
 // What the transport should do after handing bytes to the protocol.

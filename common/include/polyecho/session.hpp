@@ -1,5 +1,6 @@
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -7,6 +8,7 @@
 #include <string_view>
 
 #include "polyecho/buffer.hpp"
+#include "polyecho/message_observer.hpp"
 #include "polyecho/protocol.hpp"
 
 namespace polyecho {
@@ -32,6 +34,12 @@ namespace polyecho {
 // still a line, but an incomplete frame (a partial header, or a partial payload) is dropped
 // whole: the peer can never complete it, and half a frame would break the peer's framing.
 // The too-long and cut-short cases are protocol errors, described by protocol_error().
+//
+// Metrics. With ProtocolConfig::observer set, the session reports each read (its bytes and
+// the messages it completed), each send, and each reply's latency: from the read that
+// completed its message to the moment its echo joins output(), work included. The observer
+// is the clock, so the session itself still does no IO. Raw mode has no message boundaries:
+// each read counts as one message.
 //
 // Not thread-safe; owned by one connection.
 class Session {
@@ -101,6 +109,9 @@ class Session {
   // Offset of the first byte not yet part of a complete message.
   [[nodiscard]] std::size_t parsed() const noexcept { return releasable_ + pending_; }
   void accept_through(std::size_t end, std::size_t messages) noexcept;
+  void report_received(std::size_t bytes, MessageObserver::Clock::time_point at) noexcept;
+  void remember_arrival(std::size_t messages, MessageObserver::Clock::time_point at) noexcept;
+  void report_released() noexcept;
   [[nodiscard]] std::size_t first_pending_length() noexcept;
   Intent scan_lines();
   Intent scan_frames();
@@ -116,6 +127,19 @@ class Session {
   std::size_t pending_count_ = 0;  // hold mode: how many messages those bytes are
   std::size_t first_length_ = 0;   // hold mode, lines: the first pending line's length, 0 = unknown
   std::size_t scanned_held_ = 0;   // line mode: held bytes already known to contain no LF
+  std::size_t accepted_now_ = 0;   // messages accept_through() took in the current call
+  // Hold mode with an observer: when the pending messages arrived, oldest first, one entry
+  // per read. A fixed ring, so nothing is allocated: when it is full a read joins the newest
+  // entry and its messages count from that earlier read (their latency is overstated by the
+  // gap between the two reads, never understated).
+  struct Arrival {
+    std::size_t messages = 0;
+    MessageObserver::Clock::time_point at;
+  };
+  static constexpr std::size_t kArrivalSlots = 8;
+  std::array<Arrival, kArrivalSlots> arrivals_{};
+  std::uint8_t first_arrival_ = 0;
+  std::uint8_t arrival_count_ = 0;
   bool closing_ = false;
   std::uint8_t error_size_ = 0;
   // The longest message: "frame too long (4294967295 > max 18446744073709551615 bytes)".
