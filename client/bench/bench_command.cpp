@@ -3,6 +3,8 @@
 #include "bench_command.hpp"
 
 #include <fmt/format.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -59,6 +61,12 @@ BenchPlan make_plan(const BenchOptions& o, const client::ConnectOptions& connect
   plan.messages = o.messages;
   plan.rate = o.rate;
   plan.connect_rate = o.connect_rate;
+  if (o.sources > 0) {
+    const auto* ipv4 = reinterpret_cast<const sockaddr_in*>(plan.endpoint.addr());
+    if (plan.endpoint.family() != AF_INET || (ntohl(ipv4->sin_addr.s_addr) >> 24) != 127)
+      throw client::ClientError("--sources needs an IPv4 loopback server (127.0.0.0/8)");
+    plan.sources = o.sources;
+  }
   plan.timeout = to_nanos(connect.timeout_seconds);
   const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
   plan.threads = std::clamp(o.threads ? o.threads : cores, 1u, o.connections);
@@ -142,6 +150,10 @@ BenchCommand::BenchCommand(CLI::App& app, const client::ConnectOptions& connect)
   c->add_option("--warmup", o.warmup, "Seconds run before measuring")
       ->check(CLI::Range(0.0, 3600.0))
       ->capture_default_str();
+  c->add_option("--sources", o.sources,
+                "Connect from N loopback addresses, 127.0.1.1 and up, in turn (IPv4 loopback "
+                "servers only): more ephemeral ports for a fast --reconnect run")
+      ->check(CLI::Range(1u, 254u));
   c->add_flag("--json", o.json, "Print every figure as one JSON object");
   reconnect->excludes(idle)->excludes(rate)->excludes(pipeline);
   idle->excludes(rate)->excludes(pipeline);

@@ -19,6 +19,7 @@ struct BenchOptions {
   double connect_rate = 0;
   bool reconnect = false;
   bool idle = false;
+  unsigned sources = 0;  // connect from this many loopback addresses (0: the kernel's choice)
   unsigned threads = 0;  // 0 = one per core
   double warmup = 0;
   bool json = false;

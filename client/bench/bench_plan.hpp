@@ -30,6 +30,10 @@ struct BenchPlan {
   std::uint64_t messages = 0;  // per connection (reconnect: per slot); 0 = run for the duration
   double rate = 0;             // open loop: total messages per second
   double connect_rate = 0;     // new connections per second while ramping; 0 = as fast as possible
+  // Connect from 127.0.1.1 ... 127.0.1.N in turn (IPv4 loopback targets only; 0 = no bind). A
+  // reconnect run opens tens of thousands of connections a second, and one source address
+  // has 28,000 ephemeral ports, each held about 1 s in TIME_WAIT before loopback may reuse it.
+  unsigned sources = 0;
   std::int64_t start = 0;      // t0: ramp and open-loop schedule start here
   std::int64_t measure_from = 0;  // end of warmup: results count from here
   std::int64_t deadline = 0;      // duration mode: stop sending here (INT64_MAX with --messages)

@@ -122,6 +122,15 @@ void BenchWorker::start_connect(Connection& c, std::int64_t now) {
   ++connecting_;
   const int one = 1;  // small messages must leave now, not wait for Nagle
   ::setsockopt(c.fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  if (plan_.sources > 0) {
+    // The port is picked at connect() (IP_BIND_ADDRESS_NO_PORT), against the whole 4-tuple.
+    ::setsockopt(c.fd.get(), IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
+    sockaddr_in source{};
+    source.sin_family = AF_INET;
+    source.sin_addr.s_addr = htonl((127U << 24) | (1U << 8) | (1 + opened_ % plan_.sources));
+    if (::bind(c.fd.get(), reinterpret_cast<const sockaddr*>(&source), sizeof source) != 0)
+      return fail(c, &ErrorCounts::connect, "bind", errno);
+  }
   if (::connect(c.fd.get(), plan_.endpoint.addr(), plan_.endpoint.length) == 0) {
     --connecting_;
     return on_connected(c, now);
