@@ -1,6 +1,8 @@
 // `polyecho-client bench` end to end: against real backends it reports every figure with no
 // error, and against a peer that breaks the echo it fails loudly.
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 
@@ -83,6 +85,67 @@ TEST(BenchClient, FixedMessageCountAndReconnectModeAreExact) {
   const auto report = nlohmann::json::parse(reconnect.output);
   EXPECT_EQ(report["messages"], 20);
   EXPECT_EQ(report["connections_ok"], 20);
+}
+
+// Echoes `connections` connections one after another and keeps each one's source address.
+class SourceRecorder {
+ public:
+  explicit SourceRecorder(int connections)
+      : listener_(make_listener(resolve_endpoint("127.0.0.1", 0), {})),
+        port_(local_endpoint(listener_.get()).port()),
+        thread_([this, connections] {
+          for (int i = 0; i < connections; ++i) {
+            sockaddr_in peer{};
+            socklen_t length = sizeof peer;
+            unique_fd fd(::accept(listener_.get(), reinterpret_cast<sockaddr*>(&peer), &length));
+            if (!fd) return;
+            set_io_timeout(fd.get(), kSafetyTimeout);
+            sources_.insert(ntohl(peer.sin_addr.s_addr));
+            char chunk[4096];
+            for (IoResult r = read_some(fd.get(), chunk); r.bytes > 0;
+                 r = read_some(fd.get(), chunk)) {
+              if (send_all(fd.get(), {chunk, static_cast<std::size_t>(r.bytes)}) != 0) break;
+            }
+          }
+        }) {}
+  ~SourceRecorder() {
+    ::shutdown(listener_.get(), SHUT_RDWR);  // wakes accept() if the client never came
+    thread_.join();
+  }
+  SourceRecorder(const SourceRecorder&) = delete;
+  SourceRecorder& operator=(const SourceRecorder&) = delete;
+  [[nodiscard]] std::uint16_t port() const { return port_; }
+  // Only after the bench has ended (the thread has then accepted every connection).
+  [[nodiscard]] const std::set<std::uint32_t>& sources() const { return sources_; }
+
+ private:
+  unique_fd listener_;
+  std::uint16_t port_;
+  std::set<std::uint32_t> sources_;
+  std::thread thread_;
+};
+
+TEST(BenchClient, SourcesSpreadReconnectsOverLoopbackAddresses) {
+  SourceRecorder peer(4);
+  const BenchRun run =
+      run_bench(peer.port(), "--connections 1 --threads 1 --messages 4 --reconnect --sources 4");
+  EXPECT_EQ(run.status, 0) << run.output;
+  EXPECT_EQ(nlohmann::json::parse(run.output)["connections_ok"], 4);
+  const std::set<std::uint32_t> expected{0x7f000101, 0x7f000102, 0x7f000103, 0x7f000104};
+  EXPECT_EQ(peer.sources(), expected);  // 127.0.1.1 to 127.0.1.4, one connection each
+}
+
+TEST(BenchClient, SourcesNeedALoopbackServer) {
+  const std::string command =
+      client_binary() + " --host 192.0.2.1 --port 9 bench --sources 2 --duration 1 2>&1";
+  std::unique_ptr<FILE, int (*)(FILE*)> pipe(::popen(command.c_str(), "r"), ::pclose);
+  std::string output;
+  char chunk[1024];
+  std::size_t n = 0;
+  while ((n = std::fread(chunk, 1, sizeof chunk, pipe.get())) > 0) output.append(chunk, n);
+  const int status = ::pclose(pipe.release());
+  EXPECT_NE(WEXITSTATUS(status), 0) << output;
+  EXPECT_NE(output.find("--sources needs an IPv4 loopback server"), std::string::npos) << output;
 }
 
 // A tiny echo peer written here, that breaks the echo in one chosen way on its first

@@ -2,8 +2,8 @@
 // merges what they measured and reports it.
 #include "bench_command.hpp"
 
-#include <fmt/format.h>
 #include <arpa/inet.h>
+#include <fmt/format.h>
 #include <netinet/in.h>
 #include <sys/resource.h>
 #include <unistd.h>

@@ -34,7 +34,7 @@ struct BenchPlan {
   // reconnect run opens tens of thousands of connections a second, and one source address
   // has 28,000 ephemeral ports, each held about 1 s in TIME_WAIT before loopback may reuse it.
   unsigned sources = 0;
-  std::int64_t start = 0;      // t0: ramp and open-loop schedule start here
+  std::int64_t start = 0;         // t0: ramp and open-loop schedule start here
   std::int64_t measure_from = 0;  // end of warmup: results count from here
   std::int64_t deadline = 0;      // duration mode: stop sending here (INT64_MAX with --messages)
   std::int64_t timeout = 0;       // a connection making no progress this long fails
