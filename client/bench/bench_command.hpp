@@ -19,6 +19,8 @@ struct BenchOptions {
   double connect_rate = 0;
   bool reconnect = false;
   bool idle = false;
+  bool stream = false;
+  std::size_t window = std::size_t{256} * 1024;  // --stream: bytes in flight per connection
   unsigned sources = 0;  // connect from this many loopback addresses (0: the kernel's choice)
   unsigned threads = 0;  // 0 = one per core
   double warmup = 0;

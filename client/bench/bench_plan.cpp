@@ -16,6 +16,8 @@ const char* to_string(BenchMode mode) noexcept {
       return "reconnect";
     case BenchMode::idle:
       return "idle";
+    case BenchMode::stream:
+      return "stream";
   }
   return "?";
 }

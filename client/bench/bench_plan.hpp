@@ -14,6 +14,7 @@ enum class BenchMode {
   open_loop,    // --rate: messages leave on a fixed schedule whatever the server does
   reconnect,    // a new connection per message: connect, send, receive, close
   idle,         // one round trip per connection, then hold it open until the deadline
+  stream,       // --stream: keep `pipeline` messages (the window) in flight, no latency taken
 };
 
 [[nodiscard]] const char* to_string(BenchMode mode) noexcept;
@@ -26,10 +27,10 @@ struct BenchPlan {
   std::uint32_t connections = 1;  // total, across threads (reconnect: concurrent slots)
   std::size_t size = 64;          // per message; framed, each travels with a 4-byte header too
   bool frame = false;             // each message is one length-prefixed frame (see Payload)
-  std::uint32_t pipeline = 1;
-  std::uint64_t messages = 0;  // per connection (reconnect: per slot); 0 = run for the duration
-  double rate = 0;             // open loop: total messages per second
-  double connect_rate = 0;     // new connections per second while ramping; 0 = as fast as possible
+  std::uint32_t pipeline = 1;     // messages in flight (stream: the window, in whole messages)
+  std::uint64_t messages = 0;     // per connection (reconnect: per slot); 0 = run for the duration
+  double rate = 0;                // open loop: total messages per second
+  double connect_rate = 0;  // new connections per second while ramping; 0 = as fast as possible
   // Connect from 127.0.1.1 ... 127.0.1.N in turn (IPv4 loopback targets only; 0 = no bind). A
   // reconnect run opens tens of thousands of connections a second, and one source address
   // has 28,000 ephemeral ports, each held about 1 s in TIME_WAIT before loopback may reuse it.

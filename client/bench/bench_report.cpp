@@ -34,6 +34,8 @@ std::string describe_mode(const BenchPlan& plan) {
       return "a new connection per message";
     case BenchMode::idle:
       return "idle (one round trip, then hold)";
+    case BenchMode::stream:
+      return fmt::format("streaming ({} messages in flight)", plan.pipeline);
   }
   return "?";
 }
@@ -122,9 +124,13 @@ void BenchReport::print_human() const {
   if (totals.behind_schedule)
     fmt::print("  behind       {} messages were due but unsent at the end\n",
                totals.behind_schedule);
-  fmt::print("  latency      p50 {}  p90 {}  p99 {}  p99.9 {}  max {}\n",
-             human_time(h.percentile(50)), human_time(h.percentile(90)),
-             human_time(h.percentile(99)), human_time(h.percentile(99.9)), human_time(h.max()));
+  if (plan.mode == BenchMode::stream) {
+    fmt::print("  latency      not measured while streaming (it is the window's queueing)\n");
+  } else {
+    fmt::print("  latency      p50 {}  p90 {}  p99 {}  p99.9 {}  max {}\n",
+               human_time(h.percentile(50)), human_time(h.percentile(90)),
+               human_time(h.percentile(99)), human_time(h.percentile(99.9)), human_time(h.max()));
+  }
   if (auto counts = totals.per_connection; counts.size() > 1) {
     const Fairness f = fairness_of(counts);
     fmt::print(

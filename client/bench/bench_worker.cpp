@@ -162,6 +162,7 @@ void BenchWorker::on_connected(Connection& c, std::int64_t now) {
       plan_.messages ? plan_.messages : std::numeric_limits<std::uint64_t>::max();
   switch (plan_.mode) {
     case BenchMode::closed_loop:
+    case BenchMode::stream:
       c.allowed = std::min<std::uint64_t>(plan_.pipeline, limit);
       break;
     case BenchMode::open_loop:
@@ -220,11 +221,14 @@ void BenchWorker::on_readable(Connection& c) {
     return fail(c, &ErrorCounts::mismatch, "received more bytes than were sent", 0);
   }
   const std::int64_t now = now_ns();
+  const std::uint64_t measured_before = totals_.messages;
   const bool same = verify_stream(payload_, c.id, c.received, {recv_scratch_.data(), got},
                                   [&](std::uint64_t seq) { on_message(c, seq, now); });
+  // Once per read, not per message: a locked add per 64-byte message costs a streaming run.
+  progress_messages.fetch_add(totals_.messages - measured_before, std::memory_order_relaxed);
   if (!same) return fail(c, &ErrorCounts::mismatch, "the echo differs from what was sent", 0);
   c.last_progress = now;
-  if (plan_.mode == BenchMode::closed_loop && !draining_) {
+  if ((plan_.mode == BenchMode::closed_loop || plan_.mode == BenchMode::stream) && !draining_) {
     const std::uint64_t limit =
         plan_.messages ? plan_.messages : std::numeric_limits<std::uint64_t>::max();
     c.allowed = std::min(c.received.seq + plan_.pipeline, limit);
@@ -236,15 +240,15 @@ void BenchWorker::on_readable(Connection& c) {
 void BenchWorker::on_message(Connection& c, std::uint64_t seq, std::int64_t now) {
   totals_.last_completion = now;
   if (now < plan_.measure_from || now > plan_.deadline) return;  // warmup, or the drain
-  std::int64_t began = c.connect_started;  // reconnect and idle: connect plus round trip
+  ++totals_.messages;
+  ++c.measured;
+  if (plan_.mode == BenchMode::stream) return;  // a window's worth of queueing, not latency
+  std::int64_t began = c.connect_started;       // reconnect and idle: connect plus round trip
   if (plan_.mode == BenchMode::closed_loop) began = c.sent_at[seq % plan_.pipeline];
   // Open loop: from when the message *should* have left, so a stalled server cannot hide
   // its stall by delaying our sends (coordinated omission).
   if (plan_.mode == BenchMode::open_loop) began = intended_send(c, seq);
   totals_.latency.record(static_cast<std::uint64_t>(std::max<std::int64_t>(0, now - began)));
-  ++totals_.messages;
-  ++c.measured;
-  progress_messages.fetch_add(1, std::memory_order_relaxed);
 }
 
 void BenchWorker::release_scheduled(std::int64_t now) {
@@ -303,6 +307,7 @@ void BenchWorker::maybe_finish(Connection& c, std::int64_t now) {
       return;
     case BenchMode::closed_loop:
     case BenchMode::open_loop:
+    case BenchMode::stream:
       if ((draining_ && all_echoed) || (plan_.messages && c.received.seq == plan_.messages))
         finish(c, now);
       return;
@@ -318,7 +323,7 @@ void BenchWorker::finish(Connection& c, std::int64_t /*now*/) {
   // Served nothing while measured: e.g. waiting in the backlog or queue of a model that serves
   // a fixed number of connections at a time. (Reconnect slots are new connections each time.)
   if (plan_.mode != BenchMode::reconnect && c.measured == 0) ++totals_.starved;
-  if (plan_.mode == BenchMode::closed_loop || plan_.mode == BenchMode::open_loop)
+  if (plan_.mode != BenchMode::reconnect && plan_.mode != BenchMode::idle)
     totals_.per_connection.push_back(c.measured);  // reserved up front: no reallocation
   progress_open.fetch_sub(1, std::memory_order_relaxed);
 }

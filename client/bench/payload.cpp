@@ -1,6 +1,7 @@
 #include "payload.hpp"
 
 #include <algorithm>
+#include <bit>
 #include <cstring>
 
 #include "polyecho/protocol.hpp"
@@ -11,8 +12,14 @@ namespace {
 
 constexpr std::size_t kRotations = 256;
 
-void put_le(std::uint64_t value, std::size_t bytes, char* out) noexcept {
-  for (std::size_t i = 0; i < bytes; ++i) out[i] = static_cast<char>((value >> (8 * i)) & 0xff);
+// Little-endian on the wire whatever the host: one store each on x86 and arm64.
+template <typename T>
+void put_le(T value, char* out) noexcept {
+  if constexpr (std::endian::native == std::endian::little) {
+    std::memcpy(out, &value, sizeof value);
+  } else {
+    for (std::size_t i = 0; i < sizeof value; ++i) out[i] = static_cast<char>(value >> (8 * i));
+  }
 }
 
 }  // namespace
@@ -35,20 +42,30 @@ std::size_t Payload::rotation(std::uint32_t conn, std::uint64_t seq) noexcept {
   return static_cast<std::size_t>((std::uint64_t{conn} * 37u + seq * 11u) % kRotations);
 }
 
-// Wire offsets [0, head) are the frame header (when framed) and the message header; from
-// there on the wire carries the pattern, rotated per message.
+// The frame header (when framed) and the message header of (conn, seq): head_size() bytes.
+// A handful of stores, because it runs once per message on both sides of a streaming run.
+void Payload::write_head(std::uint32_t conn, std::uint64_t seq, char* out) const noexcept {
+  if (prefix_ > 0) {
+    write_frame_header(static_cast<std::uint32_t>(size_),
+                       std::span<char, kFrameHeaderSize>(out, kFrameHeaderSize));
+  }
+  put_le(conn, out + prefix_);
+  put_le(seq, out + prefix_ + 4);
+  put_le(static_cast<std::uint32_t>(size_), out + prefix_ + 12);
+}
+
+// Wire offsets [0, head_size()) are the frame header (when framed) and the message header;
+// from there on the wire carries the pattern, rotated per message.
 void Payload::fill(std::uint32_t conn, std::uint64_t seq, std::size_t offset,
                    std::span<char> out) const noexcept {
   const std::size_t head_size = prefix_ + kHeaderSize;
   std::size_t i = 0;
-  if (offset < head_size) {
+  if (offset == 0 && out.size() >= head_size) {
+    write_head(conn, seq, out.data());  // the common case: straight into place
+    i = head_size;
+  } else if (offset < head_size) {
     char head[kFrameHeaderSize + kHeaderSize];
-    if (prefix_ > 0)
-      write_frame_header(static_cast<std::uint32_t>(size_),
-                         std::span(head).first<kFrameHeaderSize>());
-    put_le(conn, 4, head + prefix_);
-    put_le(seq, 8, head + prefix_ + 4);
-    put_le(size_, 4, head + prefix_ + 12);
+    write_head(conn, seq, head);
     i = std::min(out.size(), head_size - offset);
     std::memcpy(out.data(), head + offset, i);
   }
@@ -64,9 +81,9 @@ bool Payload::matches(std::uint32_t conn, std::uint64_t seq, std::size_t offset,
   std::size_t i = 0;
   if (offset < head_size) {
     char head[kFrameHeaderSize + kHeaderSize];
+    write_head(conn, seq, head);
     i = std::min(got.size(), head_size - offset);
-    fill(conn, seq, offset, {head, i});
-    if (std::memcmp(got.data(), head, i) != 0) return false;
+    if (std::memcmp(got.data(), head + offset, i) != 0) return false;
   }
   if (i == got.size()) return true;
   return std::memcmp(got.data() + i, pattern_.data() + rotation(conn, seq) + offset + i - prefix_,

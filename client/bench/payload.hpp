@@ -43,6 +43,7 @@ class Payload {
                              std::span<const char> got) const noexcept;
 
  private:
+  void write_head(std::uint32_t conn, std::uint64_t seq, char* out) const noexcept;
   [[nodiscard]] static std::size_t rotation(std::uint32_t conn, std::uint64_t seq) noexcept;
 
   std::size_t size_;

@@ -1,11 +1,52 @@
 #include "polyecho/buffer.hpp"
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 
 namespace polyecho {
 
+namespace {
+
+// This thread's spare first-size blocks. Only connections running on the thread touch it, so
+// no lock; it frees what it holds when the thread ends.
+class BlockPool {
+ public:
+  BlockPool() = default;
+  BlockPool(const BlockPool&) = delete;
+  BlockPool& operator=(const BlockPool&) = delete;
+  ~BlockPool() {
+    for (std::size_t i = 0; i < count_; ++i) delete[] blocks_[i];
+  }
+  std::unique_ptr<char[]> take() {
+    if (count_ == 0) return std::make_unique_for_overwrite<char[]>(Buffer::kInitialCapacity);
+    return std::unique_ptr<char[]>(blocks_[--count_]);
+  }
+  void give(std::unique_ptr<char[]> block) noexcept {
+    if (count_ < blocks_.size()) blocks_[count_++] = block.release();
+  }  // else `block` frees it
+
+ private:
+  std::array<char*, Buffer::kPooledBlocks> blocks_{};
+  std::size_t count_ = 0;
+};
+
+thread_local BlockPool pool;
+
+}  // namespace
+
 Buffer::Buffer(std::size_t soft_cap) : soft_cap_(std::max<std::size_t>(soft_cap, 1)) {}
+
+// Not into the pool: a buffer may be destroyed while its thread's pool is being torn down.
+Buffer::~Buffer() = default;
+
+void Buffer::release_if_empty() noexcept {
+  if (!empty() || capacity_ == 0) return;
+  if (capacity_ == kInitialCapacity) pool.give(std::move(data_));
+  data_.reset();
+  capacity_ = 0;
+  begin_ = end_ = 0;
+}
 
 void Buffer::consume(std::size_t n) noexcept {
   begin_ += n;
@@ -27,8 +68,11 @@ bool Buffer::reserve_tail(std::size_t want, std::size_t limit) {
   std::size_t new_capacity = std::max(capacity_ * 2, kInitialCapacity);
   while (new_capacity < used + want) new_capacity *= 2;
   new_capacity = std::min(new_capacity, limit);
-  auto grown = std::make_unique_for_overwrite<char[]>(new_capacity);
+  auto grown = new_capacity == kInitialCapacity
+                   ? pool.take()
+                   : std::make_unique_for_overwrite<char[]>(new_capacity);
   if (used > 0) std::memcpy(grown.get(), data_.get() + begin_, used);
+  if (capacity_ == kInitialCapacity) pool.give(std::move(data_));
   data_ = std::move(grown);
   capacity_ = new_capacity;
   begin_ = 0;

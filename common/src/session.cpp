@@ -100,7 +100,7 @@ Intent Session::on_received(std::size_t n) {
 
 // After a read (or the EOF that completed a last line): its figures, and its messages'
 // latency when they were released at once; held ones are timed when released.
-void Session::report_received(std::size_t bytes, MessageObserver::Clock::time_point at) noexcept {
+void Session::report_received(std::size_t bytes, MessageObserver::Clock::time_point at) {
   MessageObserver& observer = *config_.observer;
   observer.received(bytes, accepted_now_);
   if (accepted_now_ == 0) return;
@@ -111,20 +111,21 @@ void Session::report_received(std::size_t bytes, MessageObserver::Clock::time_po
   }
 }
 
-void Session::remember_arrival(std::size_t messages,
-                               MessageObserver::Clock::time_point at) noexcept {
+void Session::remember_arrival(std::size_t messages, MessageObserver::Clock::time_point at) {
+  if (!arrivals_) arrivals_ = std::make_unique<std::array<Arrival, kArrivalSlots>>();
+  auto& ring = *arrivals_;
   if (arrival_count_ == kArrivalSlots) {
-    arrivals_[(first_arrival_ + kArrivalSlots - 1) % kArrivalSlots].messages += messages;
+    ring[(first_arrival_ + kArrivalSlots - 1) % kArrivalSlots].messages += messages;
     return;
   }
-  arrivals_[(first_arrival_ + arrival_count_) % kArrivalSlots] = {messages, at};
+  ring[(first_arrival_ + arrival_count_) % kArrivalSlots] = {messages, at};
   ++arrival_count_;
 }
 
 // One held message's echo was released: it arrived with the oldest entry.
 void Session::report_released() noexcept {
   if (arrival_count_ == 0) return;
-  Arrival& oldest = arrivals_[first_arrival_];
+  Arrival& oldest = (*arrivals_)[first_arrival_];
   config_.observer->replied(1, config_.observer->now() - oldest.at);
   if (--oldest.messages == 0) {
     first_arrival_ = static_cast<std::uint8_t>((first_arrival_ + 1) % kArrivalSlots);
@@ -185,8 +186,8 @@ Intent Session::scan_frames() {
     const std::uint32_t length = read_frame_length(bytes.subspan(start).first<kFrameHeaderSize>());
     if (length > config_.max_frame) {
       accept_through(start, frames);
-      error_size_ =
-          format_into(error_, "frame too long ({} > max {} bytes)", length, config_.max_frame);
+      fault_ = Fault::frame_too_long;
+      fault_declared_ = length;
       return close_with({});
     }
     const std::size_t end = start + kFrameHeaderSize + length;
@@ -199,10 +200,28 @@ Intent Session::scan_frames() {
 }
 
 Intent Session::line_too_long() {
-  error_size_ = format_into(error_, "line too long (max {} bytes)", config_.max_line);
+  fault_ = Fault::line_too_long;
   char reply[Buffer::kReplyReserve];
   const std::uint8_t n = format_into(reply, "error: {}\n", protocol_error());
   return close_with({reply, n});
+}
+
+std::string Session::protocol_error() const {
+  switch (fault_) {
+    case Fault::none:
+      break;
+    case Fault::line_too_long:
+      return fmt::format("line too long (max {} bytes)", config_.max_line);
+    case Fault::frame_too_long:
+      return fmt::format("frame too long ({} > max {} bytes)", fault_declared_, config_.max_frame);
+    case Fault::header_cut_short:
+      return fmt::format("frame header cut short by EOF ({} of {} bytes)", fault_got_,
+                         kFrameHeaderSize);
+    case Fault::frame_cut_short:
+      return fmt::format("frame cut short by EOF ({} of {} payload bytes)", fault_got_,
+                         fault_declared_);
+  }
+  return {};
 }
 
 // Everything before parsed() was accepted and is still owed or pending; the rest is dropped
@@ -245,13 +264,14 @@ Intent Session::on_peer_eof() {
 
 Intent Session::frame_cut_short() {
   auto tail = buffer_.readable().subspan(parsed());
+  // The tail is shorter than one maximal frame, and max_frame fits 32 bits (cap_for()).
   if (tail.size() < kFrameHeaderSize) {
-    error_size_ = format_into(error_, "frame header cut short by EOF ({} of {} bytes)", tail.size(),
-                              kFrameHeaderSize);
+    fault_ = Fault::header_cut_short;
+    fault_got_ = static_cast<std::uint32_t>(tail.size());
   } else {
-    error_size_ = format_into(error_, "frame cut short by EOF ({} of {} payload bytes)",
-                              tail.size() - kFrameHeaderSize,
-                              read_frame_length(tail.first<kFrameHeaderSize>()));
+    fault_ = Fault::frame_cut_short;
+    fault_got_ = static_cast<std::uint32_t>(tail.size() - kFrameHeaderSize);
+    fault_declared_ = read_frame_length(tail.first<kFrameHeaderSize>());
   }
   return close_with({});
 }
@@ -259,6 +279,8 @@ Intent Session::frame_cut_short() {
 void Session::on_sent(std::size_t n) noexcept {
   buffer_.consume(n);
   releasable_ -= n;
+  // Flushed and holding nothing else: a connection that owes nothing holds no buffer.
+  buffer_.release_if_empty();
   if (config_.observer != nullptr) config_.observer->sent(n);
 }
 

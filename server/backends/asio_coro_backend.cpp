@@ -90,16 +90,24 @@ struct Worker {
 // One connection's state, held in its coroutine frame: allocated once per connection, never per
 // message. Holds its admission ticket for its lifetime and adds its bytes to Stats when it ends.
 struct Connection {
-  Connection(Worker& owner, tcp::socket connected, AdmissionTicket admitted,
+  // Takes the admitted socket and its ticket only once nothing can throw any more: until then
+  // `admitted` still owns both, so a failed setup can refuse the connection.
+  Connection(Worker& owner, const tcp& protocol, AdmittedConnection& admitted,
              const ServerContext& context)
-      : worker(owner),
-        socket(std::move(connected)),
-        ticket(std::move(admitted)),
-        session(context.config.protocol) {
-    if (context.config.work.kind == WorkKind::wait) work_timer.emplace(socket.get_executor());
+      : worker(owner), socket(owner.io), session(context.config.protocol) {
+    socket.assign(protocol, admitted.fd.get());
+    (void)admitted.fd.release();  // the socket owns it now
+#if !defined(POLYECHO_ASIO_CORO_URING)
+    socket.non_blocking(true);  // read_some() in echo() says would_block rather than wait
+#endif
+    if (context.config.work.kind == WorkKind::wait)
+      work_timer = std::make_unique<asio::steady_timer>(socket.get_executor());
+    ticket = std::move(admitted.ticket);
     worker.live.insert(this);
   }
-  ~Connection() { worker.live.erase(this); }
+  ~Connection() {
+    worker.live.erase(this);
+  }
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
 
@@ -108,7 +116,7 @@ struct Connection {
   AdmissionTicket ticket;  // after `socket`: given back before the socket closes
   Session session;
   Clock::time_point deadline{};  // idle deadline; every read and write pushes it forward
-  std::optional<asio::steady_timer> work_timer;  // --work wait only
+  std::unique_ptr<asio::steady_timer> work_timer;  // --work wait only (120 bytes otherwise)
 
   // Ends whatever the echo coroutine awaits: a read or write fails with operation_aborted
   // (or bad_descriptor), and so does a --work wait, which is not on the socket.
@@ -224,10 +232,47 @@ class Server {
     return worker;
   }
 
-  // On the taking context's thread; the connection's coroutine runs on `worker`'s.
+  // On the taking context's thread. The connection is set up, and then served, on `worker`'s:
+  // its Connection registers in `worker.live`, which only that thread touches.
   void start(Worker& worker, AdmittedConnection admitted) {
     open_.fetch_add(1);
-    asio::co_spawn(worker.io, serve(worker, std::move(admitted)), asio::detached);
+    asio::post(worker.io, [this, &worker, admitted = std::move(admitted)]() mutable {
+      std::unique_ptr<Connection> connection;
+      try {
+        prepare_connection(admitted.fd.get(), context_.config, /*blocking=*/false);
+#if defined(POLYECHO_ASIO_CORO_URING)
+        // Sources hand out non-blocking sockets (what a readiness loop wants). On a blocking
+        // one the kernel performs the read or write inside io_uring; on a non-blocking one
+        // Asio's io_uring backend falls back to a poll plus a syscall per operation.
+        set_nonblocking(admitted.fd.get(), false);
+#endif
+        connection = std::make_unique<Connection>(worker, protocol_, admitted, context_);
+      } catch (const std::exception& e) {
+        spdlog::debug("connection setup failed: {}", e.what());
+        admitted.ticket.refuse(std::move(admitted.fd));  // never served
+        connection_ended();
+        return;
+      }
+      // One coroutine per connection owns it and accounts for its end, so an idle connection
+      // costs that one frame (plus Asio's spawn record and its pending wait), not a chain of
+      // frames. An exception escaping it (it awaits without throwing) is the only other end.
+      const auto on_exception = [this](const std::exception_ptr& failure) {
+        if (!failure) return;
+        try {
+          std::rethrow_exception(failure);
+        } catch (const std::exception& e) {
+          spdlog::debug("connection failed: {}", e.what());
+        }
+        context_.stats.count_error(ErrorKind::connection);
+        connection_ended();
+      };
+      Connection& c = *connection;
+      if (context_.config.idle_timeout.count() > 0) {
+        asio::co_spawn(worker.io, echo_until_idle(std::move(connection)), on_exception);
+      } else {
+        asio::co_spawn(worker.io, echo(std::move(connection), c), on_exception);
+      }
+    });
   }
 
   // Stop, along the shared DrainTimeline: close the listener and let connections finish until
@@ -275,41 +320,11 @@ class Server {
     for (Connection* c : worker.live) c->socket.shutdown(tcp::socket::shutdown_receive, ignored);
   }
 
-  // The ticket moves into the Connection, which gives it back when the connection ends.
-  asio::awaitable<void> serve(Worker& worker, AdmittedConnection admitted) {
-    try {
-      prepare_connection(admitted.fd.get(), context_.config, /*blocking=*/false);
-#if defined(POLYECHO_ASIO_CORO_URING)
-      // Sources hand out non-blocking sockets (what a readiness loop wants). On a blocking one
-      // the kernel performs the read or write inside io_uring; on a non-blocking one Asio's
-      // io_uring backend falls back to a poll plus a syscall per operation.
-      set_nonblocking(admitted.fd.get(), false);
-#endif
-      tcp::socket socket(worker.io);
-      socket.assign(protocol_, admitted.fd.get());
-      (void)admitted.fd.release();  // the socket owns it now
-      Connection connection(worker, std::move(socket), std::move(admitted.ticket), context_);
-      if (context_.config.idle_timeout.count() > 0) {
-        touch(connection);
-        co_await (echo(connection) || watchdog(connection));  // the loser is cancelled
-      } else {
-        co_await echo(connection);
-      }
-      count_protocol_error(connection.session, context_.stats, connection.socket.native_handle());
-    } catch (const std::exception& e) {
-      spdlog::debug("connection failed: {}", e.what());
-      if (admitted.ticket) {
-        admitted.ticket.refuse(std::move(admitted.fd));  // its setup failed: never served
-      } else {
-        context_.stats.count_error(ErrorKind::connection);
-      }
-    }
-    connection_ended();
-  }
-
   // The echo loop, straight-line. Session decides what to send and when to stop; no allocation
   // or copy per message (Asio recycles the per-operation frames; see docs/COROUTINES.md).
-  asio::awaitable<void> echo(Connection& c) {
+  // `owned`: this coroutine owns `c` and ends it (the usual case); null when
+  // echo_until_idle() owns it and races this loop against the watchdog.
+  asio::awaitable<void> echo(std::unique_ptr<Connection> owned, Connection& c) {
     const WorkConfig& work = context_.config.work;
     for (;;) {
       if (c.session.has_output()) {
@@ -318,12 +333,12 @@ class Server {
             co_await asio::async_write(c.socket, asio::buffer(out.data(), out.size()), kNoThrow);
         if (error) {
           count_error(error);
-          co_return;
+          break;
         }
         c.session.on_sent(sent);
         touch(c);
       }
-      if (c.session.finished()) co_return;
+      if (c.session.finished()) break;
       if (work.enabled() && c.session.pending_count() > 0) {
         // One message's work, then its echo (above), then the next. Straight-line: no read
         // while work is pending; the socket buffers what the peer sends meanwhile.
@@ -336,7 +351,7 @@ class Server {
         touch(c, work.duration);  // working for the peer is not idling
         c.work_timer->expires_after(work.duration);
         auto [error] = co_await c.work_timer->async_wait(kNoThrow);
-        if (error) co_return;  // cancelled by the idle watchdog (operator||) or the drain
+        if (error) break;  // cancelled by the idle watchdog (operator||) or the drain
         c.session.release_message();
         continue;
       }
@@ -344,20 +359,73 @@ class Server {
         c.session.on_peer_eof();
         continue;
       }
+      if (c.session.buffered() == 0) {
+        // Holding nothing: wait for the peer without a buffer, so an idle connection costs its
+        // frame and its socket only. Asio's epoll reactor is edge-triggered and forgets an
+        // edge that no operation waited for, so there the wait comes only after the kernel
+        // said EAGAIN; io_uring's poll sees readiness that is already there, so it waits first.
+#if defined(POLYECHO_ASIO_CORO_URING)
+        c.session.park();
+        if (auto [error] = co_await c.socket.async_wait(tcp::socket::wait_read, kNoThrow); error) {
+          count_error(error);
+          break;
+        }
+#else
+        const auto space = c.session.input_space();
+        std::error_code error;
+        const std::size_t received =
+            c.socket.read_some(asio::buffer(space.data(), space.size()), error);
+        if (error == asio::error::would_block) {
+          c.session.park();
+          if (auto [waited] = co_await c.socket.async_wait(tcp::socket::wait_read, kNoThrow);
+              waited) {
+            count_error(waited);
+            break;
+          }
+          continue;  // the input cut may have come meanwhile
+        }
+        if (!on_read(c, error, received)) break;
+        continue;
+#endif
+      }
       const auto space = c.session.input_space();
-      if (space.empty()) co_return;  // cannot happen after a full flush; never spin on it
+      if (space.empty()) break;  // cannot happen after a full flush; never spin on it
       auto [error, received] =
           co_await c.socket.async_read_some(asio::buffer(space.data(), space.size()), kNoThrow);
-      if (error == asio::error::eof) {
-        c.session.on_peer_eof();  // half-close: flush what is owed, then finish
-      } else if (error) {
-        count_error(error);
-        co_return;
-      } else {
-        c.session.on_received(received);
-        touch(c);
-      }
+      if (!on_read(c, error, received)) break;
     }
+    if (owned) end(std::move(owned));
+  }
+
+  // What a read brought; false when the connection ends.
+  bool on_read(Connection& c, const std::error_code& error, std::size_t received) {
+    if (error == asio::error::eof) {
+      c.session.on_peer_eof();  // half-close: flush what is owed, then finish
+    } else if (error) {
+      count_error(error);
+      return false;
+    } else {
+      c.session.on_received(received);
+      touch(c);
+    }
+    return true;
+  }
+
+  // The echo with its idle watchdog. A coroutine of its own because every connection's frame
+  // would otherwise reserve room for operator||'s state, idle timeout or not.
+  asio::awaitable<void> echo_until_idle(std::unique_ptr<Connection> owned) {
+    Connection& c = *owned;
+    touch(c);
+    co_await (echo(nullptr, c) || watchdog(c));  // the loser is cancelled
+    end(std::move(owned));
+  }
+
+  // The connection is over: its protocol error counted, its socket closed and its ticket given
+  // back (by its destructor), then the drain told.
+  void end(std::unique_ptr<Connection> connection) {
+    count_protocol_error(connection->session, context_.stats, connection->socket.native_handle());
+    connection.reset();
+    connection_ended();
   }
 
   // Returns (and so, through operator||, cancels the echo) once the connection has been idle

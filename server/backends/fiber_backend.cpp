@@ -90,6 +90,7 @@ void serve(FiberScheduler& scheduler, unique_fd connection, const ServerConfig& 
     // completed 3,258 messages while the median completed 10.
     if (reads_this_turn == kReadsPerTurn) {
       reads_this_turn = 0;
+      session.park();  // holding nothing: no buffer while it waits
       if (const Wake wake = scheduler.wait(fd.get(), kReadable, idle);
           wake == Wake::timed_out || wake == Wake::cancelled) {
         break;
@@ -107,9 +108,12 @@ void serve(FiberScheduler& scheduler, unique_fd connection, const ServerConfig& 
     } else if (!r.would_block()) {
       error = r.error;
       break;
-    } else if (const Wake wake = scheduler.wait(fd.get(), kReadable, idle);
-               wake == Wake::timed_out || wake == Wake::cancelled) {
-      break;
+    } else {
+      session.park();  // an idle connection holds no buffer while it waits for its peer
+      if (const Wake wake = scheduler.wait(fd.get(), kReadable, idle);
+          wake == Wake::timed_out || wake == Wake::cancelled) {
+        break;
+      }
     }  // `input_cut` is seen at the top of the next pass
   }
   count_protocol_error(session, stats, fd.get());

@@ -129,12 +129,16 @@ bool ReactorConnection::read_phase(bool edge_triggered) {
       continue;
     }
     may_read_ = false;
+    if (r.would_block()) {
+      session_.park();  // nothing owed and nothing to read: no buffer while the peer is quiet
+      return moved;
+    }
     if (r.eof()) {
       peer_eof_ = true;  // half-close: flush what is owed, then close
       session_.on_peer_eof();
       return true;
     }
-    if (!r.would_block()) error_ = r.error;  // reset or worse: this connection only
+    error_ = r.error;  // reset or worse: this connection only
     return moved;
   }
 }

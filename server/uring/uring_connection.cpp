@@ -57,8 +57,10 @@ void UringWorker::on_recv(Connection& c, int result, std::uint32_t flags) {
 // recv adds bytes meanwhile, so the room is still there (checked anyway: a miscount must
 // never write past it).
 void UringWorker::deliver(Connection& c, const char* bytes, std::size_t n) {
+  // input_space(n): the send that completed meanwhile may have given the buffer back, and the
+  // recv was sized by the room the old one had.
   const auto room =
-      c.send_armed ? c.session.input_space_in_place(c.staged) : c.session.input_space();
+      c.send_armed ? c.session.input_space_in_place(c.staged) : c.session.input_space(n);
   if (room.size() < n) {
     spdlog::error("uring: {} received bytes do not fit the {} bytes of room", n, room.size());
     return close_connection(c, EOVERFLOW);

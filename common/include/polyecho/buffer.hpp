@@ -13,13 +13,24 @@ namespace polyecho {
 // transport must stop reading (backpressure) until the readable region is consumed.
 // `append()` may use a small reserve above the soft cap so the protocol can always emit a
 // short reply (e.g. "bye") even when the buffer is full.
+//
+// An empty buffer can give its memory back (release_if_empty()), so a connection that owes
+// nothing holds nothing while it waits for its peer. First-size blocks (kInitialCapacity) go to
+// a small per-thread pool and the next buffer to grow on that thread takes one from there: a
+// pop instead of malloc, into memory that is likely still in cache. The pool keeps at most
+// kPooledBlocks blocks per thread (256 KiB) and frees the rest; a block may be pooled or freed
+// by another thread than the one that took it.
 // Not thread-safe: owned by one connection, used by one thread at a time.
 class Buffer {
  public:
   static constexpr std::size_t kReplyReserve = 128;
   static constexpr std::size_t kInitialCapacity = std::size_t{16} * 1024;
+  static constexpr std::size_t kPooledBlocks = 16;
 
   explicit Buffer(std::size_t soft_cap);
+  ~Buffer();
+  Buffer(const Buffer&) = delete;
+  Buffer& operator=(const Buffer&) = delete;
 
   // Room for incoming bytes (compacts or grows as needed to offer `useful` bytes, or what is
   // left below the soft cap). Empty when the soft cap is reached.
@@ -42,6 +53,11 @@ class Buffer {
   void truncate(std::size_t keep) noexcept { end_ = begin_ + keep; }
   // Appends a short reply; may use the reserve above the soft cap. False if it cannot fit.
   bool append(std::string_view bytes);
+
+  // Gives the memory back when nothing is buffered; the next writable() or append() takes a
+  // block again. Only while no IO points into the buffer (no read in flight into writable(),
+  // no send from readable()).
+  void release_if_empty() noexcept;
 
   [[nodiscard]] std::size_t size() const noexcept { return end_ - begin_; }
   [[nodiscard]] bool empty() const noexcept { return end_ == begin_; }

@@ -3,8 +3,10 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <span>
+#include <string>
 #include <string_view>
 
 #include "polyecho/buffer.hpp"
@@ -73,7 +75,14 @@ class Session {
   [[nodiscard]] std::span<const char> output() const noexcept {
     return buffer_.readable().first(releasable_);
   }
+  // `n` bytes of output() left. Once nothing is buffered any more the buffer's memory goes
+  // back to the thread's pool (Buffer::release_if_empty()), so it must not be called while
+  // a read into input_space() is still in flight.
   void on_sent(std::size_t n) noexcept;
+  // The transport found nothing to read and will wait for its peer: if the session holds no
+  // bytes, its buffer goes back to the pool meanwhile (input_space() takes one again). Idle
+  // connections then cost no buffer, whatever the order of their last reads and sends.
+  void park() noexcept { buffer_.release_if_empty(); }
 
   // Hold mode (ProtocolConfig::hold_messages). The first complete message not yet released:
   // its content only, without framing (a line without its LF or CRLF, already upper-cased
@@ -98,8 +107,9 @@ class Session {
   }
   // Why the peer broke the protocol (a line or frame too long, a frame cut short by EOF), for
   // the transport to log and count as an error; empty when it did not. Set once, when the
-  // session starts closing because of it. Points into the session.
-  [[nodiscard]] std::string_view protocol_error() const noexcept { return {error_, error_size_}; }
+  // session starts closing because of it. Formatted on demand: the session keeps only the
+  // kind and its figures, so a connection carries no text it will almost never need.
+  [[nodiscard]] std::string protocol_error() const;
   [[nodiscard]] std::size_t buffered() const noexcept { return buffer_.size(); }
   [[nodiscard]] std::size_t buffer_allocated() const noexcept { return buffer_.allocated(); }
   // Most bytes the session ever reads in: max_buffer, or more so one maximal message fits.
@@ -109,8 +119,8 @@ class Session {
   // Offset of the first byte not yet part of a complete message.
   [[nodiscard]] std::size_t parsed() const noexcept { return releasable_ + pending_; }
   void accept_through(std::size_t end, std::size_t messages) noexcept;
-  void report_received(std::size_t bytes, MessageObserver::Clock::time_point at) noexcept;
-  void remember_arrival(std::size_t messages, MessageObserver::Clock::time_point at) noexcept;
+  void report_received(std::size_t bytes, MessageObserver::Clock::time_point at);
+  void remember_arrival(std::size_t messages, MessageObserver::Clock::time_point at);
   void report_released() noexcept;
   [[nodiscard]] std::size_t first_pending_length() noexcept;
   Intent scan_lines();
@@ -129,21 +139,30 @@ class Session {
   std::size_t scanned_held_ = 0;   // line mode: held bytes already known to contain no LF
   std::size_t accepted_now_ = 0;   // messages accept_through() took in the current call
   // Hold mode with an observer: when the pending messages arrived, oldest first, one entry
-  // per read. A fixed ring, so nothing is allocated: when it is full a read joins the newest
-  // entry and its messages count from that earlier read (their latency is overstated by the
-  // gap between the two reads, never understated).
+  // per read. A fixed ring, allocated with the first held message of such a session (never per
+  // message) so that every other connection carries only the pointer: when it is full a read
+  // joins the newest entry and its messages count from that earlier read (their latency is
+  // overstated by the gap between the two reads, never understated).
   struct Arrival {
     std::size_t messages = 0;
     MessageObserver::Clock::time_point at;
   };
   static constexpr std::size_t kArrivalSlots = 8;
-  std::array<Arrival, kArrivalSlots> arrivals_{};
+  std::unique_ptr<std::array<Arrival, kArrivalSlots>> arrivals_;
   std::uint8_t first_arrival_ = 0;
   std::uint8_t arrival_count_ = 0;
   bool closing_ = false;
-  std::uint8_t error_size_ = 0;
-  // The longest message: "frame too long (4294967295 > max 18446744073709551615 bytes)".
-  char error_[64] = {};
+  // Why the session closed on a protocol error; protocol_error() words it.
+  enum class Fault : std::uint8_t {
+    none,
+    line_too_long,
+    frame_too_long,    // fault_declared_ > max_frame
+    header_cut_short,  // fault_got_ of kFrameHeaderSize bytes
+    frame_cut_short,   // fault_got_ of fault_declared_ payload bytes
+  };
+  Fault fault_ = Fault::none;
+  std::uint32_t fault_got_ = 0;
+  std::uint32_t fault_declared_ = 0;
 };
 
 }  // namespace polyecho
