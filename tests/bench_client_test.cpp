@@ -125,6 +125,25 @@ class SourceRecorder {
   std::thread thread_;
 };
 
+// Streaming: every byte still verified, a window's worth in flight, no latency taken; a
+// fixed count ends exactly, which shows the window was refilled as echoes came back.
+TEST(BenchClient, StreamingVerifiesEveryByteAndKeepsTheWindowFull) {
+  const auto backends = two_concurrent_backends();
+  ASSERT_FALSE(backends.empty());
+  auto server = ServerProcess::start({"--backend", backends[0]});
+  ASSERT_TRUE(server);
+  const BenchRun run = run_bench(
+      server->port(), "--connections 3 --threads 1 --stream --window 4096 --messages 5000");
+  ASSERT_EQ(run.status, 0) << run.output;
+  const auto report = nlohmann::json::parse(run.output);
+  EXPECT_EQ(report["mode"], "stream");
+  EXPECT_EQ(report["pipeline"], 4096 / 64) << "the window, in whole messages";
+  EXPECT_EQ(report["messages"], 3 * 5000);
+  EXPECT_EQ(report["latency_us"]["count"], 0);
+  EXPECT_EQ(report["per_connection_messages"]["min"], 5000);
+  EXPECT_EQ(report["errors"]["total"], 0);
+}
+
 TEST(BenchClient, SourcesSpreadReconnectsOverLoopbackAddresses) {
   SourceRecorder peer(4);
   const BenchRun run =
@@ -190,15 +209,18 @@ class FaultyPeer {
   std::thread thread_;
 };
 
+// In ping-pong and while streaming (where whole runs of messages are checked at once).
 TEST(BenchClient, AFlippedByteInTheEchoFailsTheRun) {
-  FaultyPeer peer(Fault::flip_a_byte);
-  const BenchRun run =
-      run_bench(peer.port(), "--connections 1 --threads 1 --messages 20 --size 64");
-  EXPECT_NE(run.status, 0);
-  const auto report = nlohmann::json::parse(run.output);
-  EXPECT_EQ(report["errors"]["mismatch"], 1);
-  EXPECT_EQ(report["connections_failed"], 1);
-  EXPECT_FALSE(report["ok"].get<bool>());
+  for (const char* mode : {"--messages 20 --size 64", "--stream --messages 200"}) {
+    SCOPED_TRACE(mode);
+    FaultyPeer peer(Fault::flip_a_byte);
+    const BenchRun run = run_bench(peer.port(), std::string("--connections 1 --threads 1 ") + mode);
+    EXPECT_NE(run.status, 0);
+    const auto report = nlohmann::json::parse(run.output);
+    EXPECT_EQ(report["errors"]["mismatch"], 1);
+    EXPECT_EQ(report["connections_failed"], 1);
+    EXPECT_FALSE(report["ok"].get<bool>());
+  }
 }
 
 TEST(BenchClient, AShortEchoFailsTheRun) {

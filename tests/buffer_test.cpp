@@ -28,6 +28,34 @@ TEST(Buffer, AllocatesLazily) {
   EXPECT_EQ(buffer.allocated(), Buffer::kInitialCapacity);
 }
 
+TEST(Buffer, AnEmptiedBufferGivesItsMemoryBackAndTheNextOneOnThisThreadReusesIt) {
+  Buffer first(1 << 20);
+  put(first, "hello");
+  const char* block = first.readable().data();
+  first.release_if_empty();
+  EXPECT_EQ(first.allocated(), Buffer::kInitialCapacity) << "bytes are still owed: kept";
+  EXPECT_EQ(contents(first), "hello");
+  first.consume(5);
+  first.release_if_empty();
+  EXPECT_EQ(first.allocated(), 0u);
+  Buffer second(1 << 20);
+  EXPECT_EQ(second.writable().data(), block) << "taken from this thread's pool, not malloc";
+  // And the first one simply takes another block when it is needed again.
+  put(first, "again");
+  EXPECT_EQ(contents(first), "again");
+  EXPECT_NE(first.readable().data(), block);
+}
+
+TEST(Buffer, AGrownBufferIsFreedNotPooled) {
+  Buffer big(1 << 20);
+  EXPECT_GE(big.writable(4 * Buffer::kInitialCapacity).size(), 4 * Buffer::kInitialCapacity);
+  big.release_if_empty();
+  EXPECT_EQ(big.allocated(), 0u);
+  Buffer next(1 << 20);
+  EXPECT_FALSE(next.writable().empty());
+  EXPECT_EQ(next.allocated(), Buffer::kInitialCapacity);
+}
+
 TEST(Buffer, ReadableThenConsumedInOrder) {
   Buffer buffer(1024);
   put(buffer, "hello ");

@@ -65,6 +65,57 @@ TEST(RawProtocol, BackpressureStopsInputAtTheCap) {
   EXPECT_TRUE(session.wants_input());
 }
 
+// A connection that owes nothing holds no buffer, so thousands of idle ones cost little.
+TEST(RawProtocol, AFlushedSessionHoldsNoBuffer) {
+  Harness h{ProtocolConfig{}};
+  h.feed("ping");
+  EXPECT_EQ(h.sent(), "ping");
+  EXPECT_EQ(h.session().buffer_allocated(), 0u) << "given back once the echo left";
+  h.feed("pong");
+  EXPECT_EQ(h.sent(), "pingpong") << "and a pooled one taken for the next read";
+  EXPECT_EQ(h.session().buffer_allocated(), 0u);
+}
+
+TEST(LineProtocol, AHeldIncompleteLineKeepsItsBufferWhileParked) {
+  Harness h{line_mode()};
+  h.feed("no end yet");
+  h.session().park();
+  EXPECT_GT(h.session().buffer_allocated(), 0u) << "the held bytes are owed";
+  h.feed("\n");
+  EXPECT_EQ(h.sent(), "no end yet\n");
+  EXPECT_EQ(h.session().buffer_allocated(), 0u);
+  Session idle{ProtocolConfig{}};
+  (void)idle.input_space();  // a read that will say EAGAIN
+  EXPECT_GT(idle.buffer_allocated(), 0u);
+  idle.park();
+  EXPECT_EQ(idle.buffer_allocated(), 0u) << "nothing buffered: parked without memory";
+}
+
+// Reads that fill all they are offered are a stream: the session offers more, up to
+// kBulkRead, so a stream costs fewer syscalls per byte; small reads bring it back down.
+TEST(RawProtocol, TheReadSizeFollowsTheTraffic) {
+  Session s{ProtocolConfig{}};
+  const auto fill = [&s] {
+    const auto space = s.input_space();
+    std::memset(space.data(), 'x', space.size());
+    s.on_received(space.size());
+    const std::size_t offered = space.size();
+    s.on_sent(s.output().size());
+    return offered;
+  };
+  EXPECT_EQ(fill(), Buffer::kInitialCapacity);
+  EXPECT_EQ(fill(), 2 * Buffer::kInitialCapacity);
+  EXPECT_EQ(fill(), Session::kBulkRead);
+  EXPECT_EQ(fill(), Session::kBulkRead) << "never beyond kBulkRead";
+  for (int i = 0; i < 3; ++i) {
+    auto space = s.input_space();
+    space[0] = 'y';
+    s.on_received(1);
+    s.on_sent(1);
+  }
+  EXPECT_EQ(s.input_space().size(), Buffer::kInitialCapacity);
+}
+
 TEST(LineProtocol, EchoesManyLinesFromOneRead) {
   Harness h{line_mode()};
   h.feed("one\ntwo\r\nthree\n");

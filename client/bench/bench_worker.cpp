@@ -33,7 +33,8 @@ BenchWorker::BenchWorker(const BenchPlan& plan, std::vector<std::uint32_t> ids)
       epoll_(::epoll_create1(EPOLL_CLOEXEC)),
       connections_(ids.size()),
       send_scratch_(kScratchBytes),
-      recv_scratch_(kScratchBytes) {
+      recv_scratch_(kScratchBytes),
+      expect_scratch_(kScratchBytes) {
   if (!epoll_) throw_errno("epoll_create1");
   totals_.per_connection.reserve(ids.size());
   for (std::size_t i = 0; i < ids.size(); ++i) {
@@ -222,8 +223,9 @@ void BenchWorker::on_readable(Connection& c) {
   }
   const std::int64_t now = now_ns();
   const std::uint64_t measured_before = totals_.messages;
-  const bool same = verify_stream(payload_, c.id, c.received, {recv_scratch_.data(), got},
-                                  [&](std::uint64_t seq) { on_message(c, seq, now); });
+  const bool same =
+      verify_stream(payload_, c.id, c.received, {recv_scratch_.data(), got}, expect_scratch_,
+                    [&](std::uint64_t seq) { on_message(c, seq, now); });
   // Once per read, not per message: a locked add per 64-byte message costs a streaming run.
   progress_messages.fetch_add(totals_.messages - measured_before, std::memory_order_relaxed);
   if (!same) return fail(c, &ErrorCounts::mismatch, "the echo differs from what was sent", 0);

@@ -82,6 +82,7 @@ class BenchWorker {
   std::vector<Connection> connections_;
   std::vector<char> send_scratch_;
   std::vector<char> recv_scratch_;
+  std::vector<char> expect_scratch_;  // what recv_scratch_ should hold, regenerated to compare
   BenchTotals totals_;
   std::size_t next_to_open_ = 0;  // ramp position
   std::size_t open_ = 0;          // connections connecting, running or holding

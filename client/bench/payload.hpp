@@ -1,7 +1,10 @@
 #pragma once
 
+#include <algorithm>
+#include <array>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <span>
 #include <vector>
 
@@ -64,21 +67,47 @@ std::size_t fill_stream(const Payload& payload, std::uint32_t conn, StreamCursor
 
 // Checks `got` against the stream at `at` and moves `at` past it. Returns false at the first
 // mismatch (then `at` is unspecified). `on_complete(seq)` runs for every message finished.
+// `scratch` is room to regenerate the expected bytes in: one memcmp per scratch-full instead of
+// two per message, which made verification half of a streaming client's CPU time.
+template <typename OnComplete>
+bool verify_stream(const Payload& payload, std::uint32_t conn, StreamCursor& at,
+                   std::span<const char> got, std::span<char> scratch, OnComplete&& on_complete) {
+  const std::size_t wire = payload.wire_size();
+  const auto pass = [&](std::size_t bytes) {
+    for (std::size_t left = bytes; left > 0;) {
+      const std::size_t step = std::min(left, wire - at.offset);
+      at.offset += step;
+      left -= step;
+      if (at.offset == wire) {
+        on_complete(at.seq);
+        ++at.seq;
+        at.offset = 0;
+      }
+    }
+  };
+  while (!got.empty()) {
+    const std::size_t n = std::min(got.size(), scratch.size());
+    fill_stream(payload, conn, at, UINT64_MAX, scratch.first(n));
+    if (std::memcmp(got.data(), scratch.data(), n) != 0) {
+      // The messages before the first wrong byte still arrived intact.
+      pass(static_cast<std::size_t>(
+          std::mismatch(got.begin(), got.begin() + static_cast<std::ptrdiff_t>(n), scratch.begin())
+              .first -
+          got.begin()));
+      return false;
+    }
+    got = got.subspan(n);
+    pass(n);
+  }
+  return true;
+}
+
+// The same with a scratch of its own on the stack, for callers that check little at a time.
 template <typename OnComplete>
 bool verify_stream(const Payload& payload, std::uint32_t conn, StreamCursor& at,
                    std::span<const char> got, OnComplete&& on_complete) {
-  while (!got.empty()) {
-    const std::size_t n = std::min(got.size(), payload.wire_size() - at.offset);
-    if (!payload.matches(conn, at.seq, at.offset, got.first(n))) return false;
-    got = got.subspan(n);
-    at.offset += n;
-    if (at.offset == payload.wire_size()) {
-      on_complete(at.seq);
-      ++at.seq;
-      at.offset = 0;
-    }
-  }
-  return true;
+  std::array<char, 4096> scratch;
+  return verify_stream(payload, conn, at, got, scratch, std::forward<OnComplete>(on_complete));
 }
 
 // Moves `at` forward by `bytes`. `on_start(seq)` runs for every message whose first byte is

@@ -79,13 +79,26 @@ Session::Session(const ProtocolConfig& config) : config_(config), buffer_(cap_fo
 
 std::span<char> Session::input_space(std::size_t useful) {
   if (closing_) return {};
-  return buffer_.writable(useful);
+  const auto space = buffer_.writable(useful != 0 ? useful : read_size_);
+  offered_ = static_cast<std::uint32_t>(std::min<std::size_t>(space.size(), UINT32_MAX));
+  return space;
+}
+
+// A read that filled all it was offered suggests more was waiting: offer twice as much next
+// time. One that used less than an eighth: half as much, down to the first size again.
+void Session::adapt_read_size(std::size_t n) noexcept {
+  if (n >= offered_ && read_size_ < kBulkRead) {
+    read_size_ *= 2;
+  } else if (n < read_size_ / 8 && read_size_ > Buffer::kInitialCapacity) {
+    read_size_ /= 2;
+  }
 }
 
 Intent Session::on_received(std::size_t n) {
   const auto at =
       config_.observer != nullptr ? config_.observer->now() : MessageObserver::Clock::time_point{};
   buffer_.commit(n);
+  adapt_read_size(n);
   accepted_now_ = 0;
   Intent intent = Intent::keep_reading;
   if (config_.mode == Mode::raw) {

@@ -75,8 +75,9 @@ struct ServerConfig {
   std::size_t queue_limit = 1024;                    // threadpool queue / prefork fdpass queue
   AcceptStrategy accept_strategy = AcceptStrategy::shared;  // prefork
   unsigned worker_threads = 1;                              // prefork: threads per worker process
-  // Stackful fibers.
-  std::size_t stack_size = std::size_t{64} * 1024;
+  // Stackful fibers. 32 KiB: the echo path touches one page or two of it (docs/COROUTINES.md),
+  // and every fiber also reserves its size in address space and a guard page below it.
+  std::size_t stack_size = std::size_t{32} * 1024;
   // io_uring.
   bool sqpoll = false;
   // C++20 coroutines on Asio.
