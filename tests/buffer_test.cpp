@@ -46,14 +46,18 @@ TEST(Buffer, AnEmptiedBufferGivesItsMemoryBackAndTheNextOneOnThisThreadReusesIt)
   EXPECT_NE(first.readable().data(), block);
 }
 
-TEST(Buffer, AGrownBufferIsFreedNotPooled) {
-  Buffer big(1 << 20);
-  EXPECT_GE(big.writable(4 * Buffer::kInitialCapacity).size(), 4 * Buffer::kInitialCapacity);
-  big.release_if_empty();
-  EXPECT_EQ(big.allocated(), 0u);
+TEST(Buffer, BulkBlocksArePooledTooButOtherSizesAreFreed) {
+  Buffer bulk(1 << 20);
+  EXPECT_GE(bulk.writable(Buffer::kBulkCapacity).size(), Buffer::kBulkCapacity);
+  const char* block = bulk.writable().data();
+  bulk.release_if_empty();
+  EXPECT_EQ(bulk.allocated(), 0u);
   Buffer next(1 << 20);
-  EXPECT_FALSE(next.writable().empty());
-  EXPECT_EQ(next.allocated(), Buffer::kInitialCapacity);
+  EXPECT_EQ(next.writable(Buffer::kBulkCapacity).data(), block);
+  Buffer big(1 << 20);
+  EXPECT_GE(big.writable(2 * Buffer::kBulkCapacity).size(), 2 * Buffer::kBulkCapacity);
+  big.release_if_empty();
+  EXPECT_EQ(big.allocated(), 0u) << "freed: only the two usual sizes are kept";
 }
 
 TEST(Buffer, ReadableThenConsumedInOrder) {

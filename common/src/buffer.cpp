@@ -8,27 +8,41 @@ namespace polyecho {
 
 namespace {
 
-// This thread's spare first-size blocks. Only connections running on the thread touch it, so
-// no lock; it frees what it holds when the thread ends.
+// This thread's spare blocks of the two pooled sizes. Only connections running on the thread
+// touch it, so no lock; it frees what it holds when the thread ends.
 class BlockPool {
  public:
   BlockPool() = default;
   BlockPool(const BlockPool&) = delete;
   BlockPool& operator=(const BlockPool&) = delete;
   ~BlockPool() {
-    for (std::size_t i = 0; i < count_; ++i) delete[] blocks_[i];
+    for (Class& c : classes_) {
+      for (std::size_t i = 0; i < c.count; ++i) delete[] c.blocks[i];
+    }
   }
-  std::unique_ptr<char[]> take() {
-    if (count_ == 0) return std::make_unique_for_overwrite<char[]>(Buffer::kInitialCapacity);
-    return std::unique_ptr<char[]>(blocks_[--count_]);
+  static bool pooled(std::size_t size) noexcept {
+    return size == Buffer::kInitialCapacity || size == Buffer::kBulkCapacity;
   }
-  void give(std::unique_ptr<char[]> block) noexcept {
-    if (count_ < blocks_.size()) blocks_[count_++] = block.release();
+  // `size` is one of the pooled sizes.
+  std::unique_ptr<char[]> take(std::size_t size) {
+    Class& c = of(size);
+    if (c.count == 0) return std::make_unique_for_overwrite<char[]>(size);
+    return std::unique_ptr<char[]>(c.blocks[--c.count]);
+  }
+  void give(std::size_t size, std::unique_ptr<char[]> block) noexcept {
+    Class& c = of(size);
+    if (c.count < c.blocks.size()) c.blocks[c.count++] = block.release();
   }  // else `block` frees it
 
  private:
-  std::array<char*, Buffer::kPooledBlocks> blocks_{};
-  std::size_t count_ = 0;
+  struct Class {
+    std::array<char*, Buffer::kPooledBlocks> blocks{};
+    std::size_t count = 0;
+  };
+  Class& of(std::size_t size) noexcept {
+    return classes_[size == Buffer::kInitialCapacity ? 0 : 1];
+  }
+  std::array<Class, 2> classes_{};
 };
 
 thread_local BlockPool pool;
@@ -42,7 +56,7 @@ Buffer::~Buffer() = default;
 
 void Buffer::release_if_empty() noexcept {
   if (!empty() || capacity_ == 0) return;
-  if (capacity_ == kInitialCapacity) pool.give(std::move(data_));
+  if (BlockPool::pooled(capacity_)) pool.give(capacity_, std::move(data_));
   data_.reset();
   capacity_ = 0;
   begin_ = end_ = 0;
@@ -68,11 +82,11 @@ bool Buffer::reserve_tail(std::size_t want, std::size_t limit) {
   std::size_t new_capacity = std::max(capacity_ * 2, kInitialCapacity);
   while (new_capacity < used + want) new_capacity *= 2;
   new_capacity = std::min(new_capacity, limit);
-  auto grown = new_capacity == kInitialCapacity
-                   ? pool.take()
+  auto grown = BlockPool::pooled(new_capacity)
+                   ? pool.take(new_capacity)
                    : std::make_unique_for_overwrite<char[]>(new_capacity);
   if (used > 0) std::memcpy(grown.get(), data_.get() + begin_, used);
-  if (capacity_ == kInitialCapacity) pool.give(std::move(data_));
+  if (BlockPool::pooled(capacity_)) pool.give(capacity_, std::move(data_));
   data_ = std::move(grown);
   capacity_ = new_capacity;
   begin_ = 0;

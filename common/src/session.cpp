@@ -84,13 +84,14 @@ std::span<char> Session::input_space(std::size_t useful) {
   return space;
 }
 
-// A read that filled all it was offered suggests more was waiting: offer twice as much next
-// time. One that used less than an eighth: half as much, down to the first size again.
+// A read that filled all it was offered suggests more was waiting: offer the bulk size next
+// time. One that used less than an eighth of it: the first size again. Two sizes only, so
+// every buffer a stream takes and gives back is a pooled one.
 void Session::adapt_read_size(std::size_t n) noexcept {
-  if (n >= offered_ && read_size_ < kBulkRead) {
-    read_size_ *= 2;
-  } else if (n < read_size_ / 8 && read_size_ > Buffer::kInitialCapacity) {
-    read_size_ /= 2;
+  if (n >= offered_) {
+    read_size_ = kBulkRead;
+  } else if (n < read_size_ / 8) {
+    read_size_ = Buffer::kInitialCapacity;
   }
 }
 

@@ -110,37 +110,32 @@ void ReactorConnection::offload_next() {
   }
 }
 
+// One read. Edge-triggered, on_ready() comes back for more after writing what this one made,
+// until EAGAIN: reading everything first would grow the buffer to --max-buffer under a stream
+// and hold the echo back until the socket was empty.
 bool ReactorConnection::read_phase(bool edge_triggered) {
-  bool moved = false;
-  for (;;) {
-    const auto space = session_.input_space();
-    if (space.empty()) return moved;  // backpressure: the buffer is full until the peer drains
-    const IoResult r = read_some(fd_.get(), space);  // EINTR retried inside
-    if (r.ok()) {
-      session_.on_received(static_cast<std::size_t>(r.bytes));
-      moved = true;
-      // A short read does NOT prove the socket is empty: an EOF that arrived with these bytes
-      // raises no new edge. Only EAGAIN or EOF ends an edge-triggered drain.
-      if (!edge_triggered) {
-        may_read_ = false;
-        return moved;
-      }
-      if (!session_.wants_input()) return moved;  // closing, or full: resume later
-      continue;
-    }
-    may_read_ = false;
-    if (r.would_block()) {
-      session_.park();  // nothing owed and nothing to read: no buffer while the peer is quiet
-      return moved;
-    }
-    if (r.eof()) {
-      peer_eof_ = true;  // half-close: flush what is owed, then close
-      session_.on_peer_eof();
-      return true;
-    }
-    error_ = r.error;  // reset or worse: this connection only
-    return moved;
+  const auto space = session_.input_space();
+  if (space.empty()) return false;  // backpressure: the buffer is full until the peer drains
+  const IoResult r = read_some(fd_.get(), space);  // EINTR retried inside
+  if (r.ok()) {
+    session_.on_received(static_cast<std::size_t>(r.bytes));
+    // A short read does NOT prove the socket is empty: an EOF that arrived with these bytes
+    // raises no new edge. Only EAGAIN or EOF ends an edge-triggered drain.
+    if (!edge_triggered) may_read_ = false;
+    return true;
   }
+  may_read_ = false;
+  if (r.would_block()) {
+    session_.park();  // nothing owed and nothing to read: no buffer while the peer is quiet
+    return false;
+  }
+  if (r.eof()) {
+    peer_eof_ = true;  // half-close: flush what is owed, then close
+    session_.on_peer_eof();
+    return true;
+  }
+  error_ = r.error;  // reset or worse: this connection only
+  return false;
 }
 
 bool ReactorConnection::write_phase() {

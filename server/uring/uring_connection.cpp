@@ -105,8 +105,9 @@ void UringWorker::progress(Connection& c) {
       // send is in flight, received bytes can only go into the tail as it stands. Bulk
       // senders get a whole pool buffer's worth; a chatty or idle connection stays small.
       if (small_pool_) {
-        (void)c.session.input_space(std::clamp<std::size_t>(
-            2 * c.last_recv, Buffer::kInitialCapacity, bulk_pool_->buffer_size()));
+        (void)c.session.input_space(2 * c.last_recv > Buffer::kInitialCapacity
+                                        ? Buffer::kBulkCapacity
+                                        : Buffer::kInitialCapacity);
       }
       arm_send(c);
     }

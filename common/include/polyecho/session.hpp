@@ -52,11 +52,11 @@ class Session {
   // the output cap is reached (backpressure: flush first) or the session is closing. It may
   // slide or grow the buffer, which moves output() and pending_message().
   // `useful`: how much room is worth sliding or growing the buffer for; 0 lets the session
-  // choose: kInitialCapacity, doubled up to kBulkRead while each read fills all it was offered
-  // (a stream: fewer, larger reads and sends, so fewer syscalls per byte on both ends) and
-  // halved again when reads come back small.
+  // choose: Buffer::kInitialCapacity, and Buffer::kBulkCapacity once a read filled all it was
+  // offered (a stream: fewer, larger reads and sends, so fewer syscalls per byte on both ends),
+  // back again when a read brings under an eighth of that. Both sizes come from the pool.
   [[nodiscard]] std::span<char> input_space(std::size_t useful = 0);
-  static constexpr std::size_t kBulkRead = std::size_t{64} * 1024;
+  static constexpr std::size_t kBulkRead = Buffer::kBulkCapacity;
   // How many bytes input_space() is sure to offer next time, without allocating now: a
   // completion-based transport sizes a read by it before it has anywhere to put the bytes.
   [[nodiscard]] std::size_t input_space_floor() const noexcept {
