@@ -31,7 +31,9 @@ class BlockPool {
   }
   void give(std::size_t size, std::unique_ptr<char[]> block) noexcept {
     Class& c = of(size);
-    if (c.count < c.blocks.size()) c.blocks[c.count++] = block.release();
+    const std::size_t depth =
+        size == Buffer::kInitialCapacity ? Buffer::kPooledBlocks : Buffer::kPooledBulkBlocks;
+    if (c.count < depth) c.blocks[c.count++] = block.release();
   }  // else `block` frees it
 
  private:

@@ -249,7 +249,11 @@ class Server {
         connection = std::make_unique<Connection>(worker, protocol_, admitted, context_);
       } catch (const std::exception& e) {
         spdlog::debug("connection setup failed: {}", e.what());
-        admitted.ticket.refuse(std::move(admitted.fd));  // never served
+        if (admitted.ticket) {
+          admitted.ticket.refuse(std::move(admitted.fd));  // never served
+        } else {
+          context_.stats.count_error(ErrorKind::connection);  // failed after taking both
+        }
         connection_ended();
         return;
       }

@@ -36,7 +36,6 @@ void UringWorker::on_recv(Connection& c, int result, std::uint32_t flags) {
     pool->recycle(id);
   }
   if (c.closing) return free_if_done(c);
-  c.streaming = result > 0 && static_cast<std::size_t>(result) == c.recv_asked;
   if (result > 0) {
     touch(c);
     c.last_recv = static_cast<std::size_t>(result);
@@ -104,33 +103,26 @@ void UringWorker::progress(Connection& c) {
       // Make room for the next recv now, while the buffer may still slide or grow: once the
       // send is in flight, received bytes can only go into the tail as it stands. Bulk
       // senders get a whole pool buffer's worth; a chatty or idle connection stays small.
+      // The room asked for is what is left of a pooled block after the bytes already there:
+      // asking for a whole block more grew every echo's 16 KiB block to an unpooled 32 KiB
+      // one (a malloc, a copy and a free per message, once buffers went back after each flush).
       if (small_pool_) {
-        (void)c.session.input_space(2 * c.last_recv > Buffer::kInitialCapacity
-                                        ? Buffer::kBulkCapacity
-                                        : Buffer::kInitialCapacity);
+        const std::size_t block = 2 * c.last_recv > Buffer::kInitialCapacity
+                                      ? Buffer::kBulkCapacity
+                                      : Buffer::kInitialCapacity;
+        (void)c.session.input_space(block - std::min(block - 1, c.session.buffered()));
       }
       arm_send(c);
     }
   }
   if (c.session.finished() && !c.send_armed) return close_connection(c, 0);
   if (c.recv_armed || c.starved || c.peer_eof || !c.session.wants_input()) return;
-  // A pool recv may overlap the send in flight; one into the Session waits for it.
-  if (!reads_direct(c) || !c.send_armed) arm_recv(c);
-}
-
-// Straight into the Session buffer (one copy, as in the reactor) while the peer is streaming:
-// the latest recv filled all it asked for, so more is waiting and the buffer is needed anyway.
-// Such a recv alternates with the sends (the buffer must not slide, rewind or be given back
-// under it), and work is excluded because a released message would arm a send beside it. A
-// recv that comes back short sends the connection back to the pools, so a connection that goes
-// quiet waits holding no buffer. Without buffer rings every recv is direct.
-bool UringWorker::reads_direct(const Connection& c) const noexcept {
-  return !small_pool_ || (c.streaming && !config_.work.enabled());
+  if (small_pool_ || !c.send_armed) arm_recv(c);
 }
 
 void UringWorker::arm_recv(Connection& c) {
   io_uring_sqe* sqe = nullptr;
-  if (!reads_direct(c)) {
+  if (small_pool_) {
     const std::size_t room = c.send_armed ? c.session.input_space_in_place(c.staged).size()
                                           : c.session.input_space_floor();
     if (room == 0) return;  // the send's completion makes room and calls progress() again
@@ -143,13 +135,10 @@ void UringWorker::arm_recv(Connection& c) {
     io_uring_prep_recv(sqe, c.fd.get(), nullptr, length, 0);
     sqe->flags |= IOSQE_BUFFER_SELECT;
     sqe->buf_group = c.recv_pool->group();
-    c.recv_asked = length;
   } else {
     const auto space = c.session.input_space();
     sqe = ring_.sqe();
     io_uring_prep_recv(sqe, c.fd.get(), space.data(), space.size(), 0);
-    c.recv_pool = nullptr;
-    c.recv_asked = space.size();
   }
   io_uring_sqe_set_data64(sqe, tag(&c, kRecv));
   c.recv_armed = true;

@@ -21,8 +21,7 @@ namespace {
 // ones so a bulk sender moves 64 KiB per recv. Every buffer goes back within the batch that
 // filled it. Measured against one pool of 256 x 16 KiB: see docs/URING.md. 128 large ones, not
 // 32: at 500 streaming connections most recvs found the 32 taken and fell back to 4 KiB reads
-// (stream, 500 connections: 10.7M msg/s before this and the direct recvs of a streaming
-// connection, 15.0M after, beside epoll's 14.7M; docs/PERFORMANCE.md).
+// (docs/PERFORMANCE.md).
 constexpr unsigned kSmallBuffers = 256;
 constexpr std::size_t kSmallBufferSize = std::size_t{4} * 1024;
 constexpr unsigned kBulkBuffers = 128;

@@ -36,10 +36,8 @@ struct alignas(16) Connection {
   // send completes (see uring_connection.cpp).
   std::size_t staged = 0;
   ProvidedBufferRing* recv_pool = nullptr;  // the pool the recv in flight takes a buffer from
-  std::size_t last_recv = 0;   // bytes the latest recv brought: sizes the room kept for the next
-  std::size_t recv_asked = 0;  // what the recv in flight may bring at most
-  bool streaming = false;      // the latest recv brought all it asked for (see reads_direct())
-  unsigned inflight = 0;       // operations whose final CQE has not arrived yet
+  std::size_t last_recv = 0;  // bytes the latest recv brought: sizes the room kept for the next
+  unsigned inflight = 0;      // operations whose final CQE has not arrived yet
   bool recv_armed = false;
   bool send_armed = false;  // at most one send in flight: bytes leave in order
   bool cancel_pending = false;
@@ -100,7 +98,6 @@ class UringWorker {
   void progress(Connection& c);
   void deliver(Connection& c, const char* bytes, std::size_t n);
   void arm_recv(Connection& c);
-  [[nodiscard]] bool reads_direct(const Connection& c) const noexcept;
   void arm_send(Connection& c);
   void touch(Connection& c);
   void stop_reading(Connection& c);

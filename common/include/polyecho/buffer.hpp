@@ -20,16 +20,18 @@ namespace polyecho {
 // buffer to grow to that size on the thread takes one from there: a pop instead of malloc,
 // into memory that is likely still in cache. Without it a stream paid for its buffer on every
 // flush: glibc gave the freed top of the heap back to the kernel (brk) and the next read
-// faulted the pages in again (a third of sigio's profile while streaming). The pool keeps at
-// most kPooledBlocks of each size per thread (1.25 MiB in all) and frees the rest; a block may
-// be pooled or freed by another thread than the one that took it.
+// faulted the pages in again (a third of sigio's profile while streaming). A completion loop
+// holds one block per send in flight (hundreds in a batch), hence 64 small blocks. The pool
+// keeps at most 2 MiB per thread and frees the rest; a block may be pooled or freed by another
+// thread than the one that took it.
 // Not thread-safe: owned by one connection, used by one thread at a time.
 class Buffer {
  public:
   static constexpr std::size_t kReplyReserve = 128;
   static constexpr std::size_t kInitialCapacity = std::size_t{16} * 1024;
   static constexpr std::size_t kBulkCapacity = std::size_t{64} * 1024;
-  static constexpr std::size_t kPooledBlocks = 16;
+  static constexpr std::size_t kPooledBlocks = 64;      // of kInitialCapacity: 1 MiB
+  static constexpr std::size_t kPooledBulkBlocks = 16;  // of kBulkCapacity: 1 MiB
 
   explicit Buffer(std::size_t soft_cap);
   ~Buffer();
