@@ -23,7 +23,7 @@ constexpr std::int64_t kSweepInterval = 100'000'000;  // timeouts are checked ev
 // measure the retransmit timer rather than the server.
 constexpr std::size_t kMaxConnecting = 256;
 constexpr std::size_t kScratchBytes = std::size_t{64} * 1024;
-constexpr int kMaxEvents = 256;
+constexpr int kMaxEvents = 1024;
 
 }  // namespace
 
