@@ -61,7 +61,8 @@ class BenchWorker {
   void on_event(Connection& c, std::uint32_t events);
   void on_connected(Connection& c, std::int64_t now);
   void on_readable(Connection& c);
-  void try_send(Connection& c);
+  // `now` stamps the messages it sends: the caller's clock reading, one per read or event.
+  void try_send(Connection& c, std::int64_t now);
   void on_message(Connection& c, std::uint64_t seq, std::int64_t now);
   void release_scheduled(std::int64_t now);
   void begin_drain(std::int64_t now);

@@ -5,6 +5,8 @@
 #include <netinet/tcp.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <string>
@@ -92,9 +94,14 @@ void set_io_timeout(int fd, std::chrono::milliseconds timeout) {
     throw_errno("setsockopt(SO_SNDTIMEO)");
 }
 
+// The hot path calls the kernel through syscall(2), not glibc's recv/send: those are
+// cancellation points, and in a multi-threaded process each call toggles the thread's
+// asynchronous-cancel state with two atomic operations (1.1% of the bench client's samples at
+// 500 ping-pong connections). Nothing here cancels threads, so that work buys nothing.
 IoResult read_some(int fd, std::span<char> into) noexcept {
   for (;;) {
-    const ssize_t n = ::recv(fd, into.data(), into.size(), 0);
+    const auto n = static_cast<ssize_t>(
+        ::syscall(SYS_recvfrom, fd, into.data(), into.size(), 0, nullptr, nullptr));
     if (n >= 0) return {n, 0};
     if (errno != EINTR) return {-1, errno};
   }
@@ -102,7 +109,8 @@ IoResult read_some(int fd, std::span<char> into) noexcept {
 
 IoResult send_some(int fd, std::span<const char> bytes) noexcept {
   for (;;) {
-    const ssize_t n = ::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);
+    const auto n = static_cast<ssize_t>(
+        ::syscall(SYS_sendto, fd, bytes.data(), bytes.size(), MSG_NOSIGNAL, nullptr, 0));
     if (n >= 0) return {n, 0};
     if (errno != EINTR) return {-1, errno};
   }
