@@ -146,6 +146,23 @@ TEST(Buffer, TailInPlaceLeavesReadableBytesWhereTheyAre) {
   EXPECT_TRUE(buffer.tail_in_place(buffer.allocated()).empty());
 }
 
+// A read into the tail is still in flight when the send before it completes: the emptied
+// buffer must not rewind or go back to the pool, or the read's bytes would land elsewhere.
+TEST(Buffer, ConsumeInPlaceNeitherRewindsNorReleases) {
+  Buffer buffer(1 << 20);
+  put(buffer, "sent");
+  const auto reading = buffer.tail_in_place(0);  // the read armed behind the send
+  buffer.consume_in_place(4);
+  EXPECT_TRUE(buffer.empty());
+  EXPECT_GT(buffer.allocated(), 0u);
+  std::memcpy(reading.data(), "next", 4);  // the read completes
+  buffer.commit(4);
+  EXPECT_EQ(contents(buffer), "next");
+  EXPECT_EQ(buffer.readable().data(), reading.data());
+  buffer.consume(4);  // no read in flight any more: an ordinary consume rewinds
+  EXPECT_EQ(buffer.tail_in_place(0).data(), reading.data() - 4);
+}
+
 TEST(Buffer, TailInPlaceRespectsTheSoftCap) {
   Buffer buffer(100);
   put(buffer, std::string(60, 'x'));

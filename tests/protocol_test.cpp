@@ -91,6 +91,39 @@ TEST(LineProtocol, AHeldIncompleteLineKeepsItsBufferWhileParked) {
   EXPECT_EQ(idle.buffer_allocated(), 0u) << "nothing buffered: parked without memory";
 }
 
+// uring reads a raw stream straight into the Session's tail while a send is in flight
+// (uring_connection.cpp): on_sent_in_place() keeps the buffer where it is, so the bytes read
+// meanwhile follow what is buffered.
+TEST(RawProtocol, SentInPlaceKeepsTheTailForAReadInFlight) {
+  Session s{ProtocolConfig{}};
+  const auto first = s.input_space();
+  std::memcpy(first.data(), "abc", 3);
+  s.on_received(3);
+  ASSERT_EQ(std::string(s.output().data(), s.output().size()), "abc");
+  const auto reading = s.input_space_in_place(0);  // armed while "abc" is being sent
+  s.on_sent_in_place(3);
+  EXPECT_FALSE(s.has_output());
+  EXPECT_GT(s.buffer_allocated(), 0u) << "the read in flight still writes into it";
+  std::memcpy(reading.data(), "de", 2);
+  s.on_received(2);
+  EXPECT_EQ(std::string(s.output().data(), s.output().size()), "de");
+  s.on_sent(2);
+  EXPECT_EQ(s.buffer_allocated(), 0u);
+}
+
+// Only raw mode leaves its buffer to the transport: line and frame modes may write a closing
+// reply into it, and holding messages for work keeps bytes the transport must not pass on.
+TEST(Protocol, OnlyRawModeWithoutHeldMessagesLeavesTheTailToTheTransport) {
+  EXPECT_TRUE(Session{ProtocolConfig{}}.tail_is_transports());
+  EXPECT_FALSE(Session{line_mode()}.tail_is_transports());
+  ProtocolConfig frames;
+  frames.mode = Mode::frame;
+  EXPECT_FALSE(Session{frames}.tail_is_transports());
+  ProtocolConfig held;
+  held.hold_messages = true;
+  EXPECT_FALSE(Session{held}.tail_is_transports());
+}
+
 // Reads that fill all they are offered are a stream: the session offers more, up to
 // kBulkRead, so a stream costs fewer syscalls per byte; small reads bring it back down.
 TEST(RawProtocol, TheReadSizeFollowsTheTraffic) {

@@ -128,6 +128,25 @@ TEST_P(Uring, PipelinedSmallMessagesComeBackIntactAndInOrder) {
   EXPECT_EQ(stop(*server), 0);
 }
 
+// A raw stream reads straight into its Session, beside its sends; a line stream still goes
+// through the provided-buffer pools (uring_connection.cpp). Both come back byte for byte.
+TEST_P(Uring, LineStreamThroughThePoolComesBackIntact) {
+  auto server = start({"--mode", "line", "--max-line", "200"});
+  auto fd = connect_loopback(server->port());
+  std::string payload = random_bytes(4 << 20, 12);
+  for (std::size_t at = 0; at < payload.size(); ++at) {
+    // Printable, an LF every 100 bytes or so, never "quit".
+    payload[at] = at % 97 == 96
+                      ? '\n'
+                      : static_cast<char>('a' + static_cast<unsigned char>(payload[at]) % 26);
+  }
+  payload.back() = '\n';
+  std::atomic<bool> sent_ok{false};
+  std::thread writer([&] { sent_ok = send_text(fd.get(), payload); });
+  expect_echo(fd, payload, writer, sent_ok);
+  EXPECT_EQ(stop(*server), 0);
+}
+
 TEST_P(Uring, TwoThousandConcurrentConnectionsDoRoundTrips) {
   auto server = start();
   constexpr int kClients = 2000;

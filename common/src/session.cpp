@@ -298,6 +298,12 @@ void Session::on_sent(std::size_t n) noexcept {
   if (config_.observer != nullptr) config_.observer->sent(n);
 }
 
+void Session::on_sent_in_place(std::size_t n) noexcept {
+  buffer_.consume_in_place(n);
+  releasable_ -= n;
+  if (config_.observer != nullptr) config_.observer->sent(n);
+}
+
 // A frame's length is in its header; a line's is found once and kept until it is released,
 // so each held line is searched twice in all: when it arrived and here.
 std::size_t Session::first_pending_length() noexcept {

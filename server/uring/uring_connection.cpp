@@ -12,8 +12,21 @@
 // While a send is in flight its bytes must not move, so a recv completing meanwhile is copied
 // into the Session's tail in place (Session::input_space_in_place) and reported only when the
 // send completes; otherwise input_space() may slide or grow the buffer first.
-// Without buffer rings (older kernel, POLYECHO_URING_SINGLESHOT=1) a recv reads straight into
-// input_space(), alternating with sends for the same reason.
+// A raw stream skips the pool (reads_in_place()): once a recv has filled a small pool buffer,
+// and in raw mode (the Session then never writes into its own buffer), the next recv reads
+// straight into the Session, a whole 64 KiB block when no send is in flight, or in place
+// behind the send when at least 16 KiB of tail is left. That saves the copy, and at hundreds of
+// streaming connections it saves falling back to 4 KiB pool buffers once the few large ones
+// are taken in a batch: uring streamed at about half of epoll's rate before (docs/PERFORMANCE.md).
+// Nothing slides the received bytes to the front to make room for the next recv: that was a
+// memmove of every byte, and 32 KiB recvs instead of 64 KiB ones (measured, 50 connections:
+// 26-28M msg/s that way, 30-32M this way). Such a recv pins the buffer: a send completing under
+// it consumes in place (no rewind, no release), and nothing slides or grows the buffer until the
+// recv completes. A stream that stops with such a recv armed keeps its buffer until the peer
+// sends again or leaves, as the reactor's loops would; a recv that brings less than a small
+// pool buffer goes back to the pool.
+// Without buffer rings (older kernel, POLYECHO_URING_SINGLESHOT=1) every recv reads straight
+// into the Session, alternating with sends.
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
 
@@ -28,6 +41,7 @@ namespace polyecho::uring {
 
 void UringWorker::on_recv(Connection& c, int result, std::uint32_t flags) {
   c.recv_armed = false;
+  c.recv_direct = false;
   --c.inflight;
   ProvidedBufferRing* pool = std::exchange(c.recv_pool, nullptr);
   if (flags & IORING_CQE_F_BUFFER) {
@@ -39,7 +53,14 @@ void UringWorker::on_recv(Connection& c, int result, std::uint32_t flags) {
   if (result > 0) {
     touch(c);
     c.last_recv = static_cast<std::size_t>(result);
-    if ((flags & IORING_CQE_F_BUFFER) == 0) c.session.on_received(static_cast<std::size_t>(result));
+    if ((flags & IORING_CQE_F_BUFFER) == 0) {
+      // Read in place: right after the staged bytes while a send is in flight (see on_send).
+      if (c.send_armed) {
+        c.staged += static_cast<std::size_t>(result);
+      } else {
+        c.session.on_received(static_cast<std::size_t>(result));
+      }
+    }
   } else if (result == 0) {
     c.peer_eof = true;
   } else if (result == -ENOBUFS && pool != nullptr && pool == &*bulk_pool_) {
@@ -81,7 +102,13 @@ void UringWorker::on_send(Connection& c, int result) {
   touch(c);
   // Staged bytes first: on_sent() rewinds an emptied buffer, which would orphan them.
   if (c.staged > 0) c.session.on_received(std::exchange(c.staged, 0));
-  c.session.on_sent(static_cast<std::size_t>(result));  // a short send leaves the rest in output()
+  // A short send leaves the rest in output(). A recv into the tail still in flight lands
+  // right after what is buffered now, so the buffer must stay where it is.
+  if (c.recv_armed && c.recv_direct) {
+    c.session.on_sent_in_place(static_cast<std::size_t>(result));
+  } else {
+    c.session.on_sent(static_cast<std::size_t>(result));
+  }
   progress(c);
 }
 
@@ -106,7 +133,9 @@ void UringWorker::progress(Connection& c) {
       // The room asked for is what is left of a pooled block after the bytes already there:
       // asking for a whole block more grew every echo's 16 KiB block to an unpooled 32 KiB
       // one (a malloc, a copy and a free per message, once buffers went back after each flush).
-      if (small_pool_) {
+      // A raw stream asks for nothing: sliding its bytes to the front cost a memmove of
+      // every byte received (see reads_in_place()).
+      if (small_pool_ && !reads_in_place(c) && !(c.recv_armed && c.recv_direct)) {
         const std::size_t block = 2 * c.last_recv > Buffer::kInitialCapacity
                                       ? Buffer::kBulkCapacity
                                       : Buffer::kInitialCapacity;
@@ -122,23 +151,31 @@ void UringWorker::progress(Connection& c) {
 
 void UringWorker::arm_recv(Connection& c) {
   io_uring_sqe* sqe = nullptr;
-  if (small_pool_) {
+  if (small_pool_ && !reads_in_place(c)) {
+    // The latest recv filled a small buffer: bulk traffic.
+    const bool bulk = c.last_recv >= small_pool_->buffer_size();
     const std::size_t room = c.send_armed ? c.session.input_space_in_place(c.staged).size()
                                           : c.session.input_space_floor();
     if (room == 0) return;  // the send's completion makes room and calls progress() again
-    // The latest recv filled a small buffer: bulk traffic, take a large one if there is room.
-    const bool bulk =
-        c.last_recv >= small_pool_->buffer_size() && room > small_pool_->buffer_size();
-    c.recv_pool = bulk ? &*bulk_pool_ : &*small_pool_;
+    // Line and frame streams take a large pool buffer when there is room.
+    c.recv_pool = bulk && room > small_pool_->buffer_size() ? &*bulk_pool_ : &*small_pool_;
     sqe = ring_.sqe();
     const auto length = static_cast<unsigned>(std::min(room, c.recv_pool->buffer_size()));
     io_uring_prep_recv(sqe, c.fd.get(), nullptr, length, 0);
     sqe->flags |= IOSQE_BUFFER_SELECT;
     sqe->buf_group = c.recv_pool->group();
   } else {
-    const auto space = c.session.input_space();
+    // Straight into the Session: in place behind a send in flight, else wherever
+    // input_space() puts it (nothing points into the buffer now).
+    const auto space =
+        c.send_armed ? c.session.input_space_in_place(c.staged) : c.session.input_space();
+    // A sliver of tail room would cost a recv for little: the send's completion empties the
+    // buffer, and the recv armed then takes a whole block.
+    if (space.empty() || (c.send_armed && small_pool_ && space.size() < Buffer::kInitialCapacity))
+      return;  // the send's completion makes room and calls progress() again
     sqe = ring_.sqe();
     io_uring_prep_recv(sqe, c.fd.get(), space.data(), space.size(), 0);
+    c.recv_direct = true;
   }
   io_uring_sqe_set_data64(sqe, tag(&c, kRecv));
   c.recv_armed = true;
@@ -153,6 +190,10 @@ void UringWorker::arm_send(Connection& c) {
   io_uring_sqe_set_data64(sqe, tag(&c, kSend));
   c.send_armed = true;
   ++c.inflight;
+}
+
+bool UringWorker::reads_in_place(const Connection& c) const {
+  return small_pool_ && c.last_recv >= small_pool_->buffer_size() && c.session.tail_is_transports();
 }
 
 // The LRU order of open_ is what makes the idle tick cheap: splice is O(1), no allocation.

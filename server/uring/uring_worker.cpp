@@ -18,11 +18,11 @@ namespace polyecho::uring {
 namespace {
 // Two pools per ring, in size classes, 3 MiB of address space in all (resident once used):
 // many small buffers so thousands of chatty connections each find one in a batch, and a few
-// large ones so a bulk sender moves 64 KiB per recv. Every buffer goes back within the batch
-// that filled it. Measured against one pool of 256 x 16 KiB: see docs/URING.md. Not more large
-// ones: the ring hands them out in turn, so all of them become resident under a stream (128
-// made a worker 8 MiB larger and broke the flow-control memory bound), though at 500 streaming
-// connections most recvs find the 32 taken and fall back to 4 KiB reads (docs/PERFORMANCE.md).
+// large ones so a line or frame stream moves 64 KiB per recv (a raw stream reads straight into
+// its Session: see uring_connection.cpp). Every buffer goes back within the batch that filled
+// it. Measured against one pool of 256 x 16 KiB: see docs/URING.md. Not more large ones: the
+// ring hands them out in turn, so all of them become resident under a stream (128 made a worker
+// 8 MiB larger and broke the flow-control memory bound).
 constexpr unsigned kSmallBuffers = 256;
 constexpr std::size_t kSmallBufferSize = std::size_t{4} * 1024;
 constexpr unsigned kBulkBuffers = 32;

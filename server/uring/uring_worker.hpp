@@ -39,6 +39,10 @@ struct alignas(16) Connection {
   std::size_t last_recv = 0;  // bytes the latest recv brought: sizes the room kept for the next
   unsigned inflight = 0;      // operations whose final CQE has not arrived yet
   bool recv_armed = false;
+  // The recv in flight writes straight into the Session's tail (a stream, or a ring without
+  // provided buffers): until it completes the buffer must not slide, grow, rewind or go back
+  // to the pool.
+  bool recv_direct = false;
   bool send_armed = false;  // at most one send in flight: bytes leave in order
   bool cancel_pending = false;
   bool work_armed = false;  // --work wait: the first pending message's timeout is in flight
@@ -98,6 +102,8 @@ class UringWorker {
   void progress(Connection& c);
   void deliver(Connection& c, const char* bytes, std::size_t n);
   void arm_recv(Connection& c);
+  // A raw stream: its recvs read straight into its Session, not through the pool.
+  [[nodiscard]] bool reads_in_place(const Connection& c) const;
   void arm_send(Connection& c);
   void touch(Connection& c);
   void stop_reading(Connection& c);

@@ -55,6 +55,9 @@ class Buffer {
     return {data_.get() + begin_, end_ - begin_};
   }
   void consume(std::size_t n) noexcept;
+  // consume() that leaves the tail where it is, even when the buffer empties: for when a read
+  // into tail_in_place() is still in flight.
+  void consume_in_place(std::size_t n) noexcept { begin_ += n; }
   // Drops readable bytes from the tail so that `keep` bytes remain.
   void truncate(std::size_t keep) noexcept { end_ = begin_ + keep; }
   // Appends a short reply; may use the reserve above the soft cap. False if it cannot fit.

@@ -83,6 +83,15 @@ class Session {
   // back to the thread's pool (Buffer::release_if_empty()), so it must not be called while
   // a read into input_space() is still in flight.
   void on_sent(std::size_t n) noexcept;
+  // on_sent() while a read into input_space_in_place() is still in flight: the buffer neither
+  // rewinds nor goes back to the pool, so the read's bytes land right after what is buffered.
+  void on_sent_in_place(std::size_t n) noexcept;
+  // Raw mode, nothing held: the session itself never writes into its buffer (no reply, no
+  // truncation, no transform), so a read may keep filling the tail in place while earlier
+  // bytes are reported with on_received() and sent. Other modes may append a reply there.
+  [[nodiscard]] bool tail_is_transports() const noexcept {
+    return config_.mode == Mode::raw && !config_.hold_messages;
+  }
   // The transport found nothing to read and will wait for its peer: if the session holds no
   // bytes, its buffer goes back to the pool meanwhile (input_space() takes one again). Idle
   // connections then cost no buffer, whatever the order of their last reads and sends.
