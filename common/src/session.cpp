@@ -298,6 +298,18 @@ void Session::on_sent(std::size_t n) noexcept {
   if (config_.observer != nullptr) config_.observer->sent(n);
 }
 
+void Session::on_relayed_in(std::size_t n, std::size_t asked) noexcept {
+  offered_ = static_cast<std::uint32_t>(std::min<std::size_t>(asked, UINT32_MAX));
+  adapt_read_size(n);
+  if (config_.observer == nullptr) return;
+  config_.observer->received(n, 1);
+  config_.observer->replied(1, {});  // echoed as it came, as a raw read is
+}
+
+void Session::on_relayed_out(std::size_t n) noexcept {
+  if (config_.observer != nullptr) config_.observer->sent(n);
+}
+
 void Session::on_sent_in_place(std::size_t n) noexcept {
   buffer_.consume_in_place(n);
   releasable_ -= n;

@@ -1,5 +1,6 @@
 #include "reactor/reactor_connection.hpp"
 
+#include <fcntl.h>
 #include <spdlog/spdlog.h>
 
 #include <cstring>
@@ -20,7 +21,8 @@ ReactorConnection::ReactorConnection(unique_fd fd, const ServerConfig& config, S
       timers_(timers),
       offload_(offload),
       serial_(offload != nullptr ? offload->next_serial() : 0),
-      session_(config.protocol) {}
+      session_(config.protocol),
+      splice_(config.splice && !config.work.enabled() && session_.tail_is_transports()) {}
 
 ReactorConnection::~ReactorConnection() {
   if (wait_timer_) timers_.cancel(wait_timer_);  // its fd may be reused by the next connection
@@ -39,10 +41,12 @@ ReactorConnection::Outcome ReactorConnection::on_ready(std::uint32_t events, boo
   bool progressed = false;
   for (;;) {
     bool moved = false;
-    if (may_read_ && session_.wants_input() && !peer_eof_ && !awaiting_room_) {
-      moved |= read_phase(edge_triggered);
+    if (may_read_ && session_.wants_input() && in_pipe_ == 0 && !peer_eof_ && !awaiting_room_) {
+      const bool relay = splice_ && session_.streaming() && session_.buffered() == 0;
+      moved |= relay ? relay_in(edge_triggered) : read_phase(edge_triggered);
       if (work_.enabled()) start_work();  // all that --work adds to the path without it
     }
+    if (error_ == 0 && in_pipe_ > 0) moved |= relay_out();
     if (error_ == 0 && session_.has_output()) moved |= write_phase();
     if (error_ != 0) return {0, progressed || moved, true};
     progressed |= moved;
@@ -51,7 +55,7 @@ ReactorConnection::Outcome ReactorConnection::on_ready(std::uint32_t events, boo
     // announce again, so go round until reading is blocked or there is nothing left to read.
     if (!edge_triggered || !moved || !may_read_ || !session_.wants_input()) break;
   }
-  if (session_.finished()) return {0, progressed, true};
+  if (finished()) return {0, progressed, true};
   return {interest(), progressed, false};
 }
 
@@ -138,6 +142,61 @@ bool ReactorConnection::read_phase(bool edge_triggered) {
   return false;
 }
 
+// read_phase() for a relayed stream: one splice from the socket into the pipe, at most a
+// bulk read's worth. The pipe is empty (no splice in while it holds bytes), so EAGAIN can only
+// mean the socket is.
+bool ReactorConnection::relay_in(bool edge_triggered) {
+  if (!pipe_) pipe_ = RelayPipe::take();
+  if (!pipe_) return read_phase(edge_triggered);  // no pipe to spare: copy this read
+  constexpr std::size_t kAsk = Session::kBulkRead;
+  for (;;) {
+    const ssize_t n = ::splice(fd_.get(), nullptr, pipe_.write_end(), nullptr, kAsk,
+                               SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+    if (n > 0) {
+      in_pipe_ = static_cast<std::uint32_t>(n);
+      session_.on_relayed_in(static_cast<std::size_t>(n), kAsk);
+      if (!edge_triggered) may_read_ = false;  // as read_phase(): one read per round
+      return true;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    pipe_.give_back();
+    may_read_ = false;
+    if (n == 0) {
+      peer_eof_ = true;  // half-close: flush what is owed, then close
+      session_.on_peer_eof();
+      return true;
+    }
+    if (errno == EAGAIN) {
+      session_.park();
+      return false;
+    }
+    error_ = errno;  // reset or worse: this connection only
+    return false;
+  }
+}
+
+// write_phase() for the relayed bytes. EAGAIN: the socket is full (the pipe holds bytes), so
+// the connection keeps its pipe and watches for writability.
+bool ReactorConnection::relay_out() {
+  bool moved = false;
+  while (in_pipe_ > 0) {
+    const ssize_t n = ::splice(pipe_.read_end(), nullptr, fd_.get(), nullptr, in_pipe_,
+                               SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+    if (n > 0) {
+      in_pipe_ -= static_cast<std::uint32_t>(n);
+      session_.on_relayed_out(static_cast<std::size_t>(n));
+      moved = true;
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EAGAIN) return moved;
+    error_ = n < 0 ? errno : EPIPE;  // SIGPIPE is ignored process-wide (server_main)
+    return moved;
+  }
+  pipe_.give_back();  // empty: the next stream of this thread may take it
+  return moved;
+}
+
 bool ReactorConnection::write_phase() {
   bool moved = false;
   while (session_.has_output()) {
@@ -158,15 +217,15 @@ ReactorConnection::Outcome ReactorConnection::stop_reading() {
     session_.on_peer_eof();             // everything received so far is released for sending ...
     if (work_.enabled()) start_work();  // ... once its work is done (an unterminated line too)
   }
-  const bool done = error_ != 0 || session_.finished();
+  const bool done = error_ != 0 || finished();
   return {done ? 0 : interest(), false, done};
 }
 
 std::uint32_t ReactorConnection::interest() const noexcept {
   std::uint32_t want = 0;
   // Not while full, nor while the offload queue is: backpressure.
-  if (session_.wants_input() && !peer_eof_ && !awaiting_room_) want |= kReadable;
-  if (session_.has_output()) want |= kWritable;
+  if (session_.wants_input() && in_pipe_ == 0 && !peer_eof_ && !awaiting_room_) want |= kReadable;
+  if (session_.has_output() || in_pipe_ > 0) want |= kWritable;
   // 0 with pending work: only the wait timer, or the offload pool, can move this connection on.
   // Otherwise 0 does not happen without being done (finished() or an error).
   return want;

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <random>
+#include <thread>
 
 #include "polyecho/endpoint.hpp"
 #include "polyecho/socket_ops.hpp"
@@ -150,6 +151,14 @@ double one_line_each(std::uint16_t port, std::size_t n) {
     if (recv_line(clients[i].get()) != numbered_line(i)) return -1;
   }
   return seconds_since(start);
+}
+
+std::string echo_while_sending(int fd, std::string_view payload, bool& sent_ok) {
+  sent_ok = false;
+  std::thread writer([&] { sent_ok = send_text(fd, payload); });
+  std::string echoed = recv_exact(fd, payload.size());
+  writer.join();
+  return echoed;
 }
 
 }  // namespace polyecho::test

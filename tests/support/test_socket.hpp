@@ -62,6 +62,10 @@ class RaisedFdLimit {
 bool send_text(int fd, std::string_view bytes);
 // Reads until `n` bytes arrived, EOF, an error or the safety timeout; returns what came.
 std::string recv_exact(int fd, std::size_t n);
+// Sends `payload` from another thread while this one reads its echo back, so full socket
+// buffers cannot deadlock; `sent_ok` says whether every byte went out. Returns the echo (short
+// if the server closed or the safety timeout passed).
+std::string echo_while_sending(int fd, std::string_view payload, bool& sent_ok);
 // Reads until a LF (included) or EOF/error/timeout.
 std::string recv_line(int fd);
 // Reads everything until EOF (or error/timeout).

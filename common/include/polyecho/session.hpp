@@ -86,6 +86,15 @@ class Session {
   // on_sent() while a read into input_space_in_place() is still in flight: the buffer neither
   // rewinds nor goes back to the pool, so the read's bytes land right after what is buffered.
   void on_sent_in_place(std::size_t n) noexcept;
+  // Raw mode: `n` bytes the transport moved from the socket toward the peer without this
+  // buffer (through a kernel pipe, splice(2)), out of `asked`. Counted as a read that was
+  // released at once, so figures, metrics and the read size (streaming()) follow as for
+  // on_received(). Only while nothing is buffered, so the bytes keep their order.
+  void on_relayed_in(std::size_t n, std::size_t asked) noexcept;
+  // `n` relayed bytes reached the peer's socket.
+  void on_relayed_out(std::size_t n) noexcept;
+  // The latest reads filled what they were offered: a stream (see input_space()).
+  [[nodiscard]] bool streaming() const noexcept { return read_size_ == kBulkRead; }
   // Raw mode, nothing held: the session itself never writes into its buffer (no reply, no
   // truncation, no transform), so a read may keep filling the tail in place while earlier
   // bytes are reported with on_received() and sent. Other modes may append a reply there.
