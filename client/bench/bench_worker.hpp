@@ -29,6 +29,7 @@ class BenchWorker {
   void run();
   [[nodiscard]] const BenchTotals& totals() const noexcept { return totals_; }
 
+  // Read by the progress line on the main thread; written only by this worker's thread.
   std::atomic<std::uint64_t> progress_messages{0};
   std::atomic<std::uint64_t> progress_errors{0};
   std::atomic<std::int64_t> progress_open{0};
