@@ -255,12 +255,12 @@ std::optional<int> parse_command_line(int argc, char** argv, CommandLine& line) 
       ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 20))
       ->capture_default_str();
 
-  start_section(app, "Readiness (epoll)");
+  start_section(app, "Readiness (epoll, leader-follower, nbpoll, poll, select, sigio)");
   app.add_flag("--edge-triggered", c.edge_triggered, "epoll: edge-triggered readiness (EPOLLET)");
   app.add_flag("--splice,!--no-splice", c.splice,
-               "Readiness models (epoll, poll, select, sigio, nbpoll, leader-follower), raw mode "
-               "without --work: a stream is echoed through a kernel pipe with splice(2), zero "
-               "copy (default); --no-splice copies it through the connection's buffer");
+               "Raw mode without --work: a stream is echoed through a kernel pipe with "
+               "splice(2), zero copy (default); --no-splice copies it through the connection's "
+               "buffer");
 
   start_section(app, "Pools (threadpool, prefork)");
   add_choice(app, "--pool-strategy", c.pool_strategy,
