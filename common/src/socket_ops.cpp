@@ -116,6 +116,15 @@ IoResult send_some(int fd, std::span<const char> bytes) noexcept {
   }
 }
 
+IoResult splice_some(int from, int to, std::size_t n) noexcept {
+  for (;;) {
+    const ssize_t moved =
+        ::splice(from, nullptr, to, nullptr, n, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+    if (moved >= 0) return {moved, 0};
+    if (errno != EINTR) return {-1, errno};
+  }
+}
+
 int send_all(int fd, std::span<const char> bytes) noexcept {
   while (!bytes.empty()) {
     const IoResult r = send_some(fd, bytes);

@@ -1,6 +1,5 @@
 #include "reactor/reactor_connection.hpp"
 
-#include <fcntl.h>
 #include <spdlog/spdlog.h>
 
 #include <cstring>
@@ -149,30 +148,26 @@ bool ReactorConnection::relay_in(bool edge_triggered) {
   if (!pipe_) pipe_ = RelayPipe::take();
   if (!pipe_) return read_phase(edge_triggered);  // no pipe to spare: copy this read
   constexpr std::size_t kAsk = Session::kBulkRead;
-  for (;;) {
-    const ssize_t n = ::splice(fd_.get(), nullptr, pipe_.write_end(), nullptr, kAsk,
-                               SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-    if (n > 0) {
-      in_pipe_ = static_cast<std::uint32_t>(n);
-      session_.on_relayed_in(static_cast<std::size_t>(n), kAsk);
-      if (!edge_triggered) may_read_ = false;  // as read_phase(): one read per round
-      return true;
-    }
-    if (n < 0 && errno == EINTR) continue;
-    pipe_.give_back();
-    may_read_ = false;
-    if (n == 0) {
-      peer_eof_ = true;  // half-close: flush what is owed, then close
-      session_.on_peer_eof();
-      return true;
-    }
-    if (errno == EAGAIN) {
-      session_.park();
-      return false;
-    }
-    error_ = errno;  // reset or worse: this connection only
+  const IoResult r = splice_some(fd_.get(), pipe_.write_end(), kAsk);  // EINTR retried inside
+  if (r.ok()) {
+    in_pipe_ = static_cast<std::uint32_t>(r.bytes);
+    session_.on_relayed_in(static_cast<std::size_t>(r.bytes), kAsk);
+    if (!edge_triggered) may_read_ = false;  // as read_phase(): one read per round
+    return true;
+  }
+  pipe_.give_back();  // empty: nothing was spliced in
+  may_read_ = false;
+  if (r.would_block()) {
+    session_.park();
     return false;
   }
+  if (r.eof()) {
+    peer_eof_ = true;  // half-close: flush what is owed, then close
+    session_.on_peer_eof();
+    return true;
+  }
+  error_ = r.error;  // reset or worse: this connection only
+  return false;
 }
 
 // write_phase() for the relayed bytes. EAGAIN: the socket is full (the pipe holds bytes), so
@@ -180,18 +175,14 @@ bool ReactorConnection::relay_in(bool edge_triggered) {
 bool ReactorConnection::relay_out() {
   bool moved = false;
   while (in_pipe_ > 0) {
-    const ssize_t n = ::splice(pipe_.read_end(), nullptr, fd_.get(), nullptr, in_pipe_,
-                               SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-    if (n > 0) {
-      in_pipe_ -= static_cast<std::uint32_t>(n);
-      session_.on_relayed_out(static_cast<std::size_t>(n));
-      moved = true;
-      continue;
+    const IoResult r = splice_some(pipe_.read_end(), fd_.get(), in_pipe_);  // EINTR retried
+    if (!r.ok()) {
+      if (!r.would_block()) error_ = r.eof() ? EPIPE : r.error;
+      return moved;
     }
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && errno == EAGAIN) return moved;
-    error_ = n < 0 ? errno : EPIPE;  // SIGPIPE is ignored process-wide (server_main)
-    return moved;
+    in_pipe_ -= static_cast<std::uint32_t>(r.bytes);
+    session_.on_relayed_out(static_cast<std::size_t>(r.bytes));
+    moved = true;
   }
   pipe_.give_back();  // empty: the next stream of this thread may take it
   return moved;

@@ -53,6 +53,10 @@ struct IoResult {
 // send(MSG_NOSIGNAL) that retries EINTR. MSG_NOSIGNAL turns a write to a reset peer into
 // EPIPE for this connection instead of a process-killing SIGPIPE.
 [[nodiscard]] IoResult send_some(int fd, std::span<const char> bytes) noexcept;
+// splice(2) of up to `n` bytes from `from` to `to` (one of them a pipe), non-blocking on the
+// pipe side, retrying EINTR. Into a socket there is no MSG_NOSIGNAL: a reset peer raises
+// SIGPIPE, which the server ignores process-wide (ignore_sigpipe()), and the call says EPIPE.
+[[nodiscard]] IoResult splice_some(int from, int to, std::size_t n) noexcept;
 // Blocking: sends everything unless the peer fails. Returns 0 or the errno.
 [[nodiscard]] int send_all(int fd, std::span<const char> bytes) noexcept;
 
