@@ -127,6 +127,11 @@ bool ReactorConnection::read_phase(bool edge_triggered) {
     if (!edge_triggered) may_read_ = false;
     return true;
   }
+  return read_ended(r);
+}
+
+// A read or a splice in that brought no byte. Returns whether it moved the connection on.
+bool ReactorConnection::read_ended(const IoResult& r) {
   may_read_ = false;
   if (r.would_block()) {
     session_.park();  // nothing owed and nothing to read: no buffer while the peer is quiet
@@ -156,18 +161,7 @@ bool ReactorConnection::relay_in(bool edge_triggered) {
     return true;
   }
   pipe_.give_back();  // empty: nothing was spliced in
-  may_read_ = false;
-  if (r.would_block()) {
-    session_.park();
-    return false;
-  }
-  if (r.eof()) {
-    peer_eof_ = true;  // half-close: flush what is owed, then close
-    session_.on_peer_eof();
-    return true;
-  }
-  error_ = r.error;  // reset or worse: this connection only
-  return false;
+  return read_ended(r);
 }
 
 // write_phase() for the relayed bytes. EAGAIN: the socket is full (the pipe holds bytes), so

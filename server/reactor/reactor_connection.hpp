@@ -5,6 +5,7 @@
 
 #include "lifecycle/server_config.hpp"
 #include "polyecho/session.hpp"
+#include "polyecho/socket_ops.hpp"
 #include "polyecho/stats.hpp"
 #include "polyecho/unique_fd.hpp"
 #include "reactor/offload_link.hpp"
@@ -97,6 +98,7 @@ class ReactorConnection {
  private:
   bool read_phase(bool edge_triggered);
   bool relay_in(bool edge_triggered);
+  bool read_ended(const IoResult& r);
   bool write_phase();
   bool relay_out();
   // Closing, and nothing left in the Session or the pipe: the connection may go.
