@@ -8,7 +8,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <filesystem>
 #include <set>
 #include <thread>
 
@@ -162,76 +161,12 @@ TEST_P(Readiness, IdleTimeoutClosesTheIdleClientNotTheBusyOne) {
   EXPECT_TRUE(round_trip(busy.get(), "after"));
 }
 
-// Pipe descriptors the server and its worker processes hold, from /proc/PID/fd.
-std::size_t pipes_of(const ServerProcess& server) {
-  std::vector<pid_t> pids = server.child_pids();
-  pids.push_back(server.pid());
-  std::size_t pipes = 0;
-  for (pid_t pid : pids) {
-    std::error_code error;
-    for (const auto& entry :
-         std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/fd", error)) {
-      std::error_code unreadable;
-      const auto target = std::filesystem::read_symlink(entry.path(), unreadable);
-      if (!unreadable && target.string().starts_with("pipe:")) ++pipes;
-    }
-  }
-  return pipes;
-}
-
-// Streams 8 MiB of random bytes and reads the echo back while writing.
-void expect_stream_echoed(std::uint16_t port) {
-  auto fd = connect_loopback(port);
-  std::string payload = random_bytes(8 << 20, 77);
-  payload.back() = '\n';  // line mode echoes a last line once it is complete
-  bool sent_ok = false;
-  const std::string echoed = echo_while_sending(fd.get(), payload, sent_ok);
-  EXPECT_TRUE(sent_ok);
-  ASSERT_EQ(echoed.size(), payload.size());
-  EXPECT_EQ(fnv1a(echoed), fnv1a(payload));
-}
-
-// A raw stream is echoed through a kernel pipe with splice(2) (reactor/relay_pipe.hpp). The
-// pipe stays among the loop thread's spares afterwards, which is what shows it was used;
-// --no-splice makes none, and line mode (whose bytes the Session must see) neither. In one
-// serving process: worker processes open and close pipes of their own as they start.
-class Splice : public Readiness {};
-std::vector<BackendCase> single_process_readiness_cases() {
-  auto cases = readiness_cases();
-  for (auto& c : cases_of({"leader-follower"})) cases.push_back(std::move(c));
-  std::erase_if(cases, [](const BackendCase& c) { return c.serving_processes() > 1; });
-  return cases;
-}
-
-TEST_P(Splice, AStreamGoesThroughAPipeUnlessCopyingIsAsked) {
-  for (const std::vector<std::string>& flags : {std::vector<std::string>{},
-                                                {"--no-splice"},
-                                                {"--mode", "line", "--max-line", "10000000"}}) {
-    SCOPED_TRACE(flags.empty() ? std::string("default") : flags.front());
-    auto server = start(flags);
-    {
-      auto warm = connect_loopback(server->port());
-      ASSERT_TRUE(round_trip(warm.get(), "warm\n"));
-    }
-    const std::size_t before = pipes_of(*server);
-    expect_stream_echoed(server->port());
-    if (flags.empty()) {
-      EXPECT_GT(pipes_of(*server), before) << "the stream was copied, not spliced";
-    } else {
-      EXPECT_EQ(pipes_of(*server), before) << "a pipe was made for a stream that must be copied";
-    }
-  }
-}
-
 INSTANTIATE_TEST_SUITE_P(UnboundedModels, ManyConnections,
                          ::testing::ValuesIn(unbounded_readiness_cases()),
                          [](const auto& test_info) { return case_name(test_info.param); });
 INSTANTIATE_TEST_SUITE_P(Select, SelectCeiling, ::testing::ValuesIn(cases_of({"select"})),
                          [](const auto& test_info) { return case_name(test_info.param); });
 INSTANTIATE_TEST_SUITE_P(ReadinessModels, Readiness, ::testing::ValuesIn(readiness_cases()),
-                         [](const auto& test_info) { return case_name(test_info.param); });
-INSTANTIATE_TEST_SUITE_P(ReadinessModels, Splice,
-                         ::testing::ValuesIn(single_process_readiness_cases()),
                          [](const auto& test_info) { return case_name(test_info.param); });
 
 }  // namespace

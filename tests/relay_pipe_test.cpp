@@ -1,6 +1,6 @@
-// The reactor's relay pipes (server/reactor/relay_pipe.hpp): the cap on pipes in the process,
+// The reactor's relay pipes (server/relay/relay_pipe.hpp): the cap on pipes in the process,
 // reuse of a thread's spares, and that bytes really pass through with splice(2).
-#include "reactor/relay_pipe.hpp"
+#include "relay/relay_pipe.hpp"
 
 #include <fcntl.h>
 #include <gtest/gtest.h>

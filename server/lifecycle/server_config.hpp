@@ -67,7 +67,7 @@ struct ServerConfig {
   // Readiness models (reactor issue).
   bool edge_triggered = false;
   // A raw stream goes back out through a kernel pipe with splice(2), not through the Session's
-  // buffer (reactor/relay_pipe.hpp); --no-splice copies it as every other model does.
+  // buffer (relay/relay_pipe.hpp); --no-splice copies it as every other model does.
   bool splice = true;
   // --offload N: cpu and block work run on a pool of N threads while the loops keep the IO
   // (0 = off: inline on the loop). --offload-queue: jobs that may wait for a pool thread.

@@ -40,12 +40,13 @@ ReactorConnection::Outcome ReactorConnection::on_ready(std::uint32_t events, boo
   bool progressed = false;
   for (;;) {
     bool moved = false;
-    if (may_read_ && session_.wants_input() && in_pipe_ == 0 && !peer_eof_ && !awaiting_room_) {
+    if (may_read_ && session_.wants_input() && relay_.held() == 0 && !peer_eof_ &&
+        !awaiting_room_) {
       const bool relay = splice_ && session_.streaming() && session_.buffered() == 0;
       moved |= relay ? relay_in(edge_triggered) : read_phase(edge_triggered);
       if (work_.enabled()) start_work();  // all that --work adds to the path without it
     }
-    if (error_ == 0 && in_pipe_ > 0) moved |= relay_out();
+    if (error_ == 0 && relay_.held() > 0) moved |= relay_out();
     if (error_ == 0 && session_.has_output()) moved |= write_phase();
     if (error_ != 0) return {0, progressed || moved, true};
     progressed |= moved;
@@ -146,40 +147,23 @@ bool ReactorConnection::read_ended(const IoResult& r) {
   return false;
 }
 
-// read_phase() for a relayed stream: one splice from the socket into the pipe, at most a
-// bulk read's worth. The pipe is empty (no splice in while it holds bytes), so EAGAIN can only
-// mean the socket is.
+// read_phase() for a relayed stream: one splice from the socket into the pipe.
 bool ReactorConnection::relay_in(bool edge_triggered) {
-  if (!pipe_) pipe_ = RelayPipe::take();
-  if (!pipe_) return read_phase(edge_triggered);  // no pipe to spare: copy this read
-  constexpr std::size_t kAsk = Session::kBulkRead;
-  const IoResult r = splice_some(fd_.get(), pipe_.write_end(), kAsk);  // EINTR retried inside
-  if (r.ok()) {
-    in_pipe_ = static_cast<std::uint32_t>(r.bytes);
-    session_.on_relayed_in(static_cast<std::size_t>(r.bytes), kAsk);
+  const auto r = relay_.in(fd_.get(), session_);
+  if (!r) return read_phase(edge_triggered);  // no pipe to spare: copy this read
+  if (r->ok()) {
     if (!edge_triggered) may_read_ = false;  // as read_phase(): one read per round
     return true;
   }
-  pipe_.give_back();  // empty: nothing was spliced in
-  return read_ended(r);
+  return read_ended(*r);
 }
 
 // write_phase() for the relayed bytes. EAGAIN: the socket is full (the pipe holds bytes), so
 // the connection keeps its pipe and watches for writability.
 bool ReactorConnection::relay_out() {
-  bool moved = false;
-  while (in_pipe_ > 0) {
-    const IoResult r = splice_some(pipe_.read_end(), fd_.get(), in_pipe_);  // EINTR retried
-    if (!r.ok()) {
-      if (!r.would_block()) error_ = r.eof() ? EPIPE : r.error;
-      return moved;
-    }
-    in_pipe_ -= static_cast<std::uint32_t>(r.bytes);
-    session_.on_relayed_out(static_cast<std::size_t>(r.bytes));
-    moved = true;
-  }
-  pipe_.give_back();  // empty: the next stream of this thread may take it
-  return moved;
+  const auto out = relay_.out(fd_.get(), session_);
+  if (!out.ended.ok() && !out.ended.would_block()) error_ = out.ended.error;
+  return out.sent > 0;
 }
 
 bool ReactorConnection::write_phase() {
@@ -209,8 +193,9 @@ ReactorConnection::Outcome ReactorConnection::stop_reading() {
 std::uint32_t ReactorConnection::interest() const noexcept {
   std::uint32_t want = 0;
   // Not while full, nor while the offload queue is: backpressure.
-  if (session_.wants_input() && in_pipe_ == 0 && !peer_eof_ && !awaiting_room_) want |= kReadable;
-  if (session_.has_output() || in_pipe_ > 0) want |= kWritable;
+  if (session_.wants_input() && relay_.held() == 0 && !peer_eof_ && !awaiting_room_)
+    want |= kReadable;
+  if (session_.has_output() || relay_.held() > 0) want |= kWritable;
   // 0 with pending work: only the wait timer, or the offload pool, can move this connection on.
   // Otherwise 0 does not happen without being done (finished() or an error).
   return want;

@@ -9,8 +9,8 @@
 #include "polyecho/stats.hpp"
 #include "polyecho/unique_fd.hpp"
 #include "reactor/offload_link.hpp"
-#include "reactor/relay_pipe.hpp"
 #include "reactor/timer_queue.hpp"
+#include "relay/stream_relay.hpp"
 
 namespace polyecho {
 
@@ -36,9 +36,9 @@ namespace polyecho {
 //    hands it room (on_room()), when it submits again. Reading and writing go on otherwise.
 //
 // A raw stream (raw mode, no --work, reads filling their 64 KiB) is relayed: spliced from the
-// socket into a pipe and from the pipe back out (RelayPipe), only while the Session holds no
+// socket into a pipe and from the pipe back out (StreamRelay), only while the Session holds no
 // byte, and no read is made while the pipe holds any, so the bytes keep their order. The
-// Session still counts them (on_relayed_in/out) and tells when the stream ends (streaming()).
+// Session still counts them and tells when the stream ends (streaming()).
 //
 // Owns the socket; closes it, and adds its byte counts to Stats, when destroyed. Cancels its
 // armed timer when destroyed, so the queue never names a connection that is gone (the queue
@@ -102,7 +102,7 @@ class ReactorConnection {
   bool write_phase();
   bool relay_out();
   // Closing, and nothing left in the Session or the pipe: the connection may go.
-  [[nodiscard]] bool finished() const noexcept { return session_.finished() && in_pipe_ == 0; }
+  [[nodiscard]] bool finished() const noexcept { return session_.finished() && relay_.held() == 0; }
   void start_work();
   void offload_next();
   [[nodiscard]] std::uint32_t interest() const noexcept;
@@ -120,9 +120,8 @@ class ReactorConnection {
   int error_ = 0;          // errno that ended the connection, 0 if it ended in order
   bool may_read_ = false;  // the kernel may hold unread bytes (or an EOF) for us
   bool peer_eof_ = false;
-  bool splice_;                // --splice, raw mode, no work: streams may be relayed
-  std::uint32_t in_pipe_ = 0;  // relayed bytes in pipe_ not yet spliced back out
-  RelayPipe pipe_;             // held only while in_pipe_ > 0, or during a splice in
+  bool splice_;        // --splice, raw mode, no work: streams may be relayed
+  StreamRelay relay_;  // bytes spliced in and not yet back out
 };
 
 }  // namespace polyecho

@@ -27,11 +27,22 @@
 // pool buffer goes back to the pool.
 // Without buffer rings (older kernel, POLYECHO_URING_SINGLESHOT=1) every recv reads straight
 // into the Session, alternating with sends.
+// With --splice (the default) a raw stream is relayed instead, as the readiness models do it
+// (StreamRelay): once a recv straight into the Session has brought 16 KiB or more and the echo
+// has left, the socket turns non-blocking and its bytes go socket -> pipe -> socket with
+// splice(2), never reaching user space. io_uring has a splice operation, but the kernel runs it
+// in its io-wq worker threads (it cannot poll a pipe), a thread hand-off per splice; so the
+// ring only polls the socket (IORING_OP_POLL_ADD), and the worker splices itself when the poll
+// completes. A splice in that brings under a small pool buffer's worth ends the relay: the
+// socket turns blocking again and recvs take over.
+#include <fcntl.h>
+#include <poll.h>
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
 
 #include <algorithm>
 #include <cstring>
+#include <system_error>
 #include <utility>
 
 #include "lifecycle/messages.hpp"
@@ -121,6 +132,7 @@ void UringWorker::on_cancelled(Connection& c) {
 
 // Decides the connection's next operations from its state; the only place that arms them.
 void UringWorker::progress(Connection& c) {
+  if (c.relaying) return relay(c);
   if (config_.work.enabled()) start_work(c);  // may release messages into output()
   if (!c.send_armed) {
     if (c.staged > 0) c.session.on_received(std::exchange(c.staged, 0));
@@ -146,7 +158,84 @@ void UringWorker::progress(Connection& c) {
   }
   if (c.session.finished() && !c.send_armed) return close_connection(c, 0);
   if (c.recv_armed || c.starved || c.peer_eof || !c.session.wants_input()) return;
+  if (relays(c)) return set_relaying(c, true);
   if (small_pool_ || !c.send_armed) arm_recv(c);
+}
+
+// A raw stream whose latest recv (straight into the Session) brought 16 KiB or more, with the
+// echo gone and nothing in flight: from here its bytes are spliced (see the top of this file).
+// Not sooner: a chatty connection's small messages are cheaper through the ring's recvs and
+// sends, batched in one io_uring_enter, than through a poll and two splices each.
+bool UringWorker::relays(const Connection& c) const {
+  return relay_streams_ && reads_in_place(c) && c.last_recv >= Buffer::kInitialCapacity &&
+         !c.send_armed && !c.recv_armed && c.staged == 0 && c.session.buffered() == 0;
+}
+
+// The socket's mode follows the relay: a splice into a blocking socket would wait for room,
+// and the worker with it; a ring recv or send is meant to wait for its socket in the kernel.
+void UringWorker::set_relaying(Connection& c, bool on) {
+  try {
+    set_nonblocking(c.fd.get(), on);
+  } catch (const std::system_error& e) {
+    return close_connection(c, e.code().value());
+  }
+  c.relaying = on;
+  if (on) c.session.park();  // its buffer is empty: the pool may have it meanwhile
+  progress(c);
+}
+
+// A relayed stream's round, run whenever no poll of its is in flight: the pipe's bytes go out
+// first (the socket full: wait until it is writable), then one splice in and out again, then
+// wait until it is readable. One splice in per wakeup, as the level-triggered loops read once
+// per round: a poll armed on a socket that still holds bytes completes at once, in the next
+// io_uring_enter, behind every other connection's completions.
+void UringWorker::relay(Connection& c) {
+  if (c.poll_armed) return;  // its completion comes back here
+  const std::size_t stream_floor = small_pool_->buffer_size();
+  for (bool spliced_in = false;;) {
+    if (c.relay.held() > 0) {
+      const auto out = c.relay.out(c.fd.get(), c.session);
+      if (out.sent > 0) touch(c);
+      if (out.ended.would_block()) return arm_poll(c, POLLOUT);
+      if (!out.ended.ok()) return close_connection(c, out.ended.error);
+    }
+    if (spliced_in && c.last_recv >= stream_floor) return arm_poll(c, POLLIN);
+    // The pipe is empty: the end of the input, or of the stream, goes back to recvs.
+    if (c.peer_eof || c.last_recv < stream_floor) return set_relaying(c, false);
+    const auto in = c.relay.in(c.fd.get(), c.session);
+    if (!in) {
+      // No pipe to spare (the process's cap, or out of descriptors): copy, in place, until a
+      // recv brings 16 KiB again and tries for a pipe once more.
+      c.last_recv = stream_floor;
+      return set_relaying(c, false);
+    }
+    if (in->would_block()) return arm_poll(c, POLLIN);
+    if (in->eof()) {
+      c.peer_eof = true;
+      return set_relaying(c, false);
+    }
+    if (!in->ok()) return close_connection(c, in->error);
+    touch(c);
+    c.last_recv = static_cast<std::size_t>(in->bytes);
+    spliced_in = true;
+  }
+}
+
+void UringWorker::arm_poll(Connection& c, unsigned mask) {
+  io_uring_sqe* sqe = ring_.sqe();
+  io_uring_prep_poll_add(sqe, c.fd.get(), mask);
+  io_uring_sqe_set_data64(sqe, tag(&c, kPoll));
+  c.poll_armed = true;
+  ++c.inflight;
+}
+
+// An error or hang-up completes the poll too: the next splice reports it.
+void UringWorker::on_poll(Connection& c, int result) {
+  c.poll_armed = false;
+  --c.inflight;
+  if (c.closing) return free_if_done(c);
+  if (result < 0 && result != -ECANCELED) return close_connection(c, -result);
+  progress(c);
 }
 
 void UringWorker::arm_recv(Connection& c) {
@@ -222,8 +311,8 @@ void UringWorker::close_connection(Connection& c, int error) {
     // the kernel has not yet noticed. The fd stays open until the last CQE, so its number
     // cannot be reused under an operation still in flight.
     ::shutdown(c.fd.get(), SHUT_RDWR);
-    if (c.recv_armed && !c.cancel_pending) {
-      cancel(tag(&c, kRecv));
+    if ((c.recv_armed || c.poll_armed) && !c.cancel_pending) {
+      cancel(tag(&c, c.recv_armed ? kRecv : kPoll));
       c.cancel_pending = true;
       ++c.inflight;
     }

@@ -39,6 +39,7 @@ UringWorker::UringWorker(ServerContext& context, std::unique_ptr<ConnectionSourc
       source_(std::move(source)),
       loop_stats_(source_->loop_stats()),
       kernel_accepts_(source_->listener() >= 0),
+      relay_streams_(context.config.splice && !context.config.work.enabled()),
       ring_(RingOptions{.sqpoll = context.config.sqpoll}),
       drain_(context.config.drain_timeout) {
   const auto wait = context.config.work.duration;
@@ -111,6 +112,8 @@ void UringWorker::handle(const Completion& completion) {
       on_send(*c, completion.res);
     else if (op == kWork)
       on_work_done(*c);
+    else if (op == kPoll)
+      on_poll(*c, completion.res);
     else
       on_cancelled(*c);
     return;

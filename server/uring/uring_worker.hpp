@@ -13,6 +13,7 @@
 #include "lifecycle/drain_timeline.hpp"
 #include "lifecycle/thread_affinity.hpp"
 #include "polyecho/session.hpp"
+#include "relay/stream_relay.hpp"
 #include "uring/buffer_ring.hpp"
 #include "uring/ring.hpp"
 
@@ -44,11 +45,17 @@ struct alignas(16) Connection {
   // to the pool.
   bool recv_direct = false;
   bool send_armed = false;  // at most one send in flight: bytes leave in order
+  // A raw stream relayed through a kernel pipe (see relay() in uring_connection.cpp): the
+  // socket is non-blocking meanwhile, no recv or send is armed, and a poll in the ring says
+  // when to splice.
+  bool relaying = false;
+  bool poll_armed = false;
   bool cancel_pending = false;
   bool work_armed = false;  // --work wait: the first pending message's timeout is in flight
   bool starved = false;     // a recv found the pool empty (-ENOBUFS); re-armed after the batch
   bool peer_eof = false;    // the peer's EOF arrived, or the drain deadline cut our input
   bool closing = false;
+  StreamRelay relay;  // holds a pipe only while relayed bytes wait in it
 };
 
 // What a CQE completes: a Connection's address with the operation in its low bits (the
@@ -62,6 +69,7 @@ enum Op : std::uint64_t {
   kStop = 6,
   kLoopCancel = 7,
   kWork = 8,  // a connection's --work wait (an IORING_OP_TIMEOUT)
+  kPoll = 9,  // a relayed stream's wait for its socket (readable, or writable)
 };
 constexpr std::uint64_t kOpMask = 15;
 static_assert(alignof(Connection) > kOpMask, "operation tags live in the low bits of the address");
@@ -105,6 +113,12 @@ class UringWorker {
   // A raw stream: its recvs read straight into its Session, not through the pool.
   [[nodiscard]] bool reads_in_place(const Connection& c) const;
   void arm_send(Connection& c);
+  // Relayed raw streams (--splice).
+  [[nodiscard]] bool relays(const Connection& c) const;
+  void relay(Connection& c);
+  void set_relaying(Connection& c, bool on);
+  void arm_poll(Connection& c, unsigned mask);
+  void on_poll(Connection& c, int result);
   void touch(Connection& c);
   void stop_reading(Connection& c);
   void close_connection(Connection& c, int error);
@@ -120,6 +134,7 @@ class UringWorker {
   std::unique_ptr<ConnectionSource> source_;  // null once the stop let go of it
   LoopStats* loop_stats_;                     // the source's, kept past it; may be null
   bool kernel_accepts_;                       // the source is a listener: multishot accept
+  bool relay_streams_;                        // --splice and no --work: see relays()
   Ring ring_;
   // Provided buffers in two size classes; both absent on kernels without buffer rings.
   std::optional<ProvidedBufferRing> small_pool_;

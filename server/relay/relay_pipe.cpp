@@ -1,4 +1,4 @@
-#include "reactor/relay_pipe.hpp"
+#include "relay/relay_pipe.hpp"
 
 #include <fcntl.h>
 #include <unistd.h>
