@@ -8,8 +8,11 @@
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <cstdio>
 #include <memory>
+#include <string>
 #include <thread>
 
 #include "polyecho/socket_ops.hpp"
@@ -343,6 +346,57 @@ TEST_P(Uring, DescriptorExhaustionBacksOffAndRecovers) {
     ++lines;
   }
   EXPECT_LE(lines, 6u * rings) << log;
+}
+
+// A stop signal must end the server wherever it lands. The ring's thread takes SIGINT/SIGTERM
+// only inside io_uring_enter, or when a busy loop lets a pending one in, so a signal that
+// arrives before the first wait, while a batch is handled, or while waits keep returning
+// completions without sleeping stays pending until then. Each round sends SIGTERM at another
+// of those points and needs the server to exit by itself, status 0. A wait that kept the
+// signals blocked fails the connection rounds; the busy client streams until the server ends
+// the connection, so a stop that never begins shows as a stream outlasting the safety timeout.
+// The drain timeout is short: a connection still open costs only that.
+TEST_P(Uring, StopSignalAtAnyPointEndsTheServer) {
+  constexpr int kRounds = 12;
+  const std::string chunk = random_bytes(std::size_t{256} * 1024, 21);
+  for (int round = 0; round < kRounds; ++round) {
+    SCOPED_TRACE("round " + std::to_string(round));
+    auto server = start({"--drain-timeout", "0.2"});
+    unique_fd fd;
+    std::atomic<bool> outlasted{false};
+    std::jthread writer;  // joins on the way out, even when an assertion ends the round early
+    switch (round % 4) {
+      case 0:  // at once: the ring may not have armed its stop poll, or entered its first wait
+        break;
+      case 1:  // a connection the ring may still be accepting
+        fd = connect_loopback(server->port());
+        break;
+      case 2:  // an idle connection: the ring sleeps in io_uring_enter
+        fd = connect_loopback(server->port());
+        ASSERT_TRUE(send_text(fd.get(), "idle"));
+        ASSERT_EQ(recv_exact(fd.get(), 4), "idle");
+        break;
+      default: {  // a stream in full flow: the waits return completions without sleeping
+        fd = connect_loopback(server->port());
+        writer = std::jthread([&chunk, &outlasted, sending = fd.get()] {
+          const auto deadline = std::chrono::steady_clock::now() + kSafetyTimeout;
+          while (send_text(sending, chunk)) {
+            if (std::chrono::steady_clock::now() > deadline) return outlasted.store(true);
+          }
+        });
+        // A different depth into the stream each time this point comes round.
+        const std::size_t depth = std::size_t{64} << (round / 4);
+        EXPECT_EQ(recv_exact(fd.get(), depth).size(), depth);
+        break;
+      }
+    }
+    server->signal(SIGTERM);
+    // The rest of the echo, until the server closes (the drain serves an open connection).
+    if (fd) (void)recv_until_eof(fd.get());
+    if (writer.joinable()) writer.join();
+    EXPECT_FALSE(outlasted) << "a busy stream was still served long after SIGTERM";
+    EXPECT_EQ(server->wait_exit(kSafetyTimeout), 0) << server->stderr_text();
+  }
 }
 
 // Thousands of ping-pong connections, each always owing the server one message: far more
