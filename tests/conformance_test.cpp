@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -282,6 +283,38 @@ TEST_P(Conformance, WaitWorkOverlapsAcrossConnectionsUnlessServedOneAtATime) {
   }
 }
 
+// One variant of each model: what it checks is the start-up every model shares.
+class EachModel : public Conformance {};
+std::vector<BackendCase> one_case_per_model() {
+  std::vector<BackendCase> cases;
+  for (const auto& c : all_backend_cases()) {
+    const bool seen = std::any_of(cases.begin(), cases.end(),
+                                  [&](const BackendCase& o) { return o.backend == c.backend; });
+    if (!seen) cases.push_back(c);
+  }
+  return cases;
+}
+
+// Whoever starts the server may have the stop signals blocked (a shell's job control, a
+// supervisor); the server inherits that mask across exec, and must still stop on them.
+TEST_P(EachModel, StopsOnASignalItStartedWithBlocked) {
+  sigset_t stop;
+  sigset_t old;
+  sigemptyset(&stop);
+  sigaddset(&stop, SIGTERM);
+  sigaddset(&stop, SIGINT);
+  ASSERT_EQ(pthread_sigmask(SIG_BLOCK, &stop, &old), 0);
+  auto server = start();  // forked from this thread: the child starts with them blocked
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  auto fd = connect_loopback(server->port());
+  ASSERT_TRUE(send_text(fd.get(), "x"));
+  ASSERT_EQ(recv_exact(fd.get(), 1), "x");
+  server->signal(SIGTERM);
+  EXPECT_EQ(server->wait_exit(kSafetyTimeout), 0);
+}
+
+INSTANTIATE_TEST_SUITE_P(AllBackends, EachModel, ::testing::ValuesIn(one_case_per_model()),
+                         [](const auto& test_info) { return case_name(test_info.param); });
 INSTANTIATE_TEST_SUITE_P(AllBackends, Conformance, ::testing::ValuesIn(all_backend_cases()),
                          [](const auto& test_info) { return case_name(test_info.param); });
 

@@ -75,6 +75,13 @@ void install() {
   run_deferred_handlers();
   set_handler(SIGINT, on_stop_signal);
   set_handler(SIGTERM, on_stop_signal);
+  // A server started with them blocked (a mask inherited from whoever started it) would never
+  // see them, on any model: every thread it starts copies this one's mask.
+  sigset_t stop;
+  ::sigemptyset(&stop);
+  ::sigaddset(&stop, SIGINT);
+  ::sigaddset(&stop, SIGTERM);
+  ::pthread_sigmask(SIG_UNBLOCK, &stop, nullptr);
 }
 
 bool requested() noexcept {

@@ -159,8 +159,9 @@ void UringWorker::on_accept(int result, std::uint32_t flags) {
       spdlog::warn("accept: descriptors available again after {} backoff(s)", accept_backoffs_);
       accept_backoffs_ = 0;
     }
-    if (!drain_.stopping()) start(source_->admit(unique_fd(result)));
-    // else: closing it refuses the client
+    unique_fd accepted(result);
+    if (!drain_.stopping()) start(source_->admit(std::move(accepted)));
+    // else: closing it here refuses the client
   } else if (result != -ECANCELED && result != -ECONNABORTED && result != -EINTR &&
              result != -EINVAL) {
     // Out of descriptors or memory, or trouble we do not know: re-arming now would fail again
