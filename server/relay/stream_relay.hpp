@@ -38,7 +38,8 @@ class StreamRelay {
   // full), EOF, or the error.
   [[nodiscard]] std::optional<IoResult> in(int fd, Session& session) noexcept;
   // Splices the held bytes out to `fd` until none is left, the socket is full (EAGAIN: keep
-  // the pipe and wait for writability) or it fails.
+  // the pipe and wait for writability) or it fails. Only while held() > 0: with nothing held
+  // there is nothing to report, and `ended` would read as an EOF.
   [[nodiscard]] Out out(int fd, Session& session) noexcept;
 
  private:
