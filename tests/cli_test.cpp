@@ -173,7 +173,7 @@ TEST(ServerCli, HelpListsEachFlagUnderTheModelsItAppliesTo) {
       {"Topology (event-loop models; docs/TOPOLOGIES.md)", {"--acceptor", "--processes"}},
       {"Offload (epoll, nbpoll, poll, select, sigio)", {"--offload", "--offload-queue"}},
       {"Readiness (epoll, leader-follower, nbpoll, poll, select, sigio)",
-       {"--edge-triggered", "--splice", "--no-splice"}},
+       {"--edge-triggered", "--splice", "--no-splice", "--wait-moderation"}},
       {"Pools (threadpool, prefork)",
        {"--pool-strategy", "--queue-limit", "--accept-strategy", "--worker-threads"}},
       {"Fibers (fiber)", {"--stack-size"}},

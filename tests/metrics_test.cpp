@@ -195,6 +195,59 @@ TEST(Metrics, FiguresAreProcessWideAcrossWorkerProcesses) {
   EXPECT_EQ(figure(j, "connections", "active"), 6u) << j.dump();
 }
 
+// --wait-moderation (poll and select): after a batch that moved a stream, when nothing is
+// ready, the loop pauses before its next wait, and counts it. Small messages never stream, so
+// a ping-pong is never held back; 0 turns it off.
+std::uint64_t moderated_waits(const nlohmann::json& j) {
+  std::uint64_t sum = 0;
+  if (j.is_object() && j.contains("loops")) {
+    for (const auto& loop : j["loops"]) sum += loop.value("moderated", std::uint64_t{0});
+  }
+  return sum;
+}
+
+TEST(Metrics, PollAndSelectPauseBeforeWaitingOnlyAfterAStream) {
+  constexpr std::size_t kRoundTrips = 200;
+  constexpr std::size_t kBursts = 32;
+  constexpr std::size_t kBurst = std::size_t{256} * 1024;
+  const std::string small(64, 'p');
+  std::string burst(kBurst, '\0');
+  for (std::size_t i = 0; i < burst.size(); ++i) burst[i] = static_cast<char>('a' + i % 26);
+  for (const char* backend : {"poll", "select"}) {
+    for (const char* moderation : {"25", "0"}) {
+      SCOPED_TRACE(std::string(backend) + " --wait-moderation " + moderation);
+      auto server =
+          start_server({"--backend", backend, "--wait-moderation", moderation, "--stats", "0"});
+      const std::uint16_t stats = stats_port(*server);
+      ASSERT_NE(stats, 0);
+      const unique_fd fd = connect_loopback(server->port());
+      for (std::size_t i = 0; i < kRoundTrips; ++i) {
+        ASSERT_TRUE(send_text(fd.get(), small));
+        ASSERT_EQ(recv_exact(fd.get(), small.size()), small);
+      }
+      const std::uint64_t ping_pong = kRoundTrips * small.size();
+      auto j = stats_when(
+          stats, [&](const nlohmann::json& f) { return figure(f, "bytes", "out") >= ping_pong; });
+      EXPECT_EQ(moderated_waits(j), 0u) << j.dump();
+      // Bursts with a pause between them (each waits for its whole echo): the loop relays
+      // 64 KiB reads, then finds nothing ready.
+      for (std::size_t i = 0; i < kBursts; ++i) {
+        bool sent_ok = false;
+        ASSERT_EQ(echo_while_sending(fd.get(), burst, sent_ok), burst) << "burst " << i;
+        ASSERT_TRUE(sent_ok);
+      }
+      j = stats_when(stats, [&](const nlohmann::json& f) {
+        return figure(f, "bytes", "out") >= ping_pong + kBursts * kBurst;
+      });
+      if (std::string(moderation) == "0") {
+        EXPECT_EQ(moderated_waits(j), 0u) << j.dump();
+      } else {
+        EXPECT_GT(moderated_waits(j), 0u) << j.dump();
+      }
+    }
+  }
+}
+
 std::string temp_path(const std::string& name) {
   return (std::filesystem::temp_directory_path() /
           ("polyecho-metrics-" + std::to_string(::getpid()) + "-" + name))

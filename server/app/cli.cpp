@@ -138,6 +138,7 @@ std::optional<int> parse_command_line(int argc, char** argv, CommandLine& line) 
   std::string transform = "none";
   double idle_seconds = 0;
   double drain_seconds = 5;
+  auto moderation_us = static_cast<unsigned>(c.wait_moderation.count());
   std::string stats_address;
 
   start_section(app, "Server");
@@ -261,6 +262,12 @@ std::optional<int> parse_command_line(int argc, char** argv, CommandLine& line) 
                "Raw mode without --work: a stream is echoed through a kernel pipe with "
                "splice(2), zero copy (default); --no-splice copies it through the connection's "
                "buffer");
+  app.add_option("--wait-moderation", moderation_us,
+                 "poll, select: after a wakeup that moved a stream, when nothing is ready, "
+                 "pause this many microseconds before the next wait, so it finds several "
+                 "sockets ready (each wait scans every fd); 0 = off")
+      ->check(CLI::Range(0u, 100'000u))
+      ->capture_default_str();
 
   start_section(app, "Pools (threadpool, prefork)");
   add_choice(app, "--pool-strategy", c.pool_strategy,
@@ -344,6 +351,7 @@ std::optional<int> parse_command_line(int argc, char** argv, CommandLine& line) 
   c.protocol.hold_messages = c.work.enabled();
   c.idle_timeout = to_millis(idle_seconds);
   c.drain_timeout = to_millis(drain_seconds);
+  c.wait_moderation = std::chrono::microseconds(moderation_us);
   return std::nullopt;
 }
 

@@ -69,6 +69,11 @@ struct ServerConfig {
   // A raw stream goes back out through a kernel pipe with splice(2), not through the Session's
   // buffer (relay/relay_pipe.hpp); --no-splice copies it as every other model does.
   bool splice = true;
+  // poll and select (multiplexers that scan every fd per wait): after a wakeup that moved a
+  // stream, when nothing is ready, let this much time pass before waiting, so that the next
+  // scan finds several sockets ready rather than the first one (Reactor::wait_for_events()).
+  // 0 = off.
+  std::chrono::microseconds wait_moderation{25};
   // --offload N: cpu and block work run on a pool of N threads while the loops keep the IO
   // (0 = off: inline on the loop). --offload-queue: jobs that may wait for a pool thread.
   unsigned offload_threads = 0;

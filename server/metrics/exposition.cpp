@@ -122,6 +122,10 @@ std::string to_prometheus_text(const MetricsSnapshot& s, const ServerDescription
   families.push_back(per_loop("polyecho_loop_events_total",
                               "Events those waits brought; divided by wakeups: events per wait",
                               s.loops, &MetricsSnapshot::Loop::events));
+  families.push_back(per_loop("polyecho_loop_moderated_waits_total",
+                              "Waits put off by --wait-moderation (poll, select: a pause after "
+                              "a batch that moved a stream, when nothing was ready)",
+                              s.loops, &MetricsSnapshot::Loop::moderated));
   families.push_back(single("polyecho_process_resident_memory_bytes",
                             "Resident memory of the server and its child processes, summed",
                             MetricType::Gauge, count(s.process.rss_bytes)));
@@ -144,8 +148,10 @@ std::string to_json(const MetricsSnapshot& s, const ServerDescription& descripti
     errors[to_string(kind)] = s.errors_by_kind[static_cast<std::size_t>(kind)];
   nlohmann::json loops = nlohmann::json::array();
   for (const auto& loop : s.loops) {
-    loops.push_back(
-        {{"connections", loop.connections}, {"wakeups", loop.wakeups}, {"events", loop.events}});
+    loops.push_back({{"connections", loop.connections},
+                     {"wakeups", loop.wakeups},
+                     {"events", loop.events},
+                     {"moderated", loop.moderated}});
   }
   nlohmann::json bounds = nlohmann::json::array();
   for (const auto bound : kLatencyBoundsNs) bounds.push_back(static_cast<double>(bound) / 1e9);

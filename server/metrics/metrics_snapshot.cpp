@@ -99,7 +99,8 @@ MetricsSnapshot take_snapshot(const Stats& stats, const ProcessFigures& process,
     const LoopStats& loop = stats.loops[i];
     s.loops.push_back({loop.connections.load(std::memory_order_relaxed),
                        loop.wakeups.load(std::memory_order_relaxed),
-                       loop.events.load(std::memory_order_relaxed)});
+                       loop.events.load(std::memory_order_relaxed),
+                       loop.moderated.load(std::memory_order_relaxed)});
   }
   s.process = process;
   return s;

@@ -32,6 +32,7 @@ struct MetricsSnapshot {
     std::uint64_t connections = 0;
     std::uint64_t wakeups = 0;
     std::uint64_t events = 0;
+    std::uint64_t moderated = 0;
   };
   std::vector<Loop> loops;  // in the order the loops started
   ProcessFigures process;

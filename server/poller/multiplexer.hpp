@@ -59,6 +59,10 @@ class Multiplexer {
   // may not be ready and lets EAGAIN answer) learns here whether the last batch was worth it,
   // e.g. to pace its next wait(); one that reports what the kernel says ignores it.
   virtual void after_dispatch(bool progressed) { (void)progressed; }
+  // Whether each wait() scans every watched fd (poll, select), so that a wait finding one
+  // ready fd costs as much as one finding fifty; a wait that blocks also registers on, and
+  // afterwards leaves, every watched socket's wait queue. --wait-moderation applies to these.
+  [[nodiscard]] virtual bool scans_every_fd() const noexcept { return false; }
   // With edge-triggered readiness, handlers must read/accept until EAGAIN.
   [[nodiscard]] virtual bool edge_triggered() const noexcept { return false; }
   [[nodiscard]] virtual std::string_view name() const noexcept = 0;

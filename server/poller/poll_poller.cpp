@@ -45,6 +45,7 @@ class PollPoller final : public Multiplexer {
     }
   }
 
+  bool scans_every_fd() const noexcept override { return true; }
   std::string_view name() const noexcept override { return "poll"; }
 
  private:

@@ -74,6 +74,7 @@ class SelectPoller final : public Multiplexer {
     }
   }
 
+  bool scans_every_fd() const noexcept override { return true; }
   std::string_view name() const noexcept override { return "select"; }
 
  private:

@@ -56,7 +56,7 @@ ReactorConnection::Outcome ReactorConnection::on_ready(std::uint32_t events, boo
     if (!edge_triggered || !moved || !may_read_ || !session_.wants_input()) break;
   }
   if (finished()) return {0, progressed, true};
-  return {interest(), progressed, false};
+  return {interest(), progressed, false, progressed && session_.streaming()};
 }
 
 ReactorConnection::Outcome ReactorConnection::on_wait_done(bool edge_triggered) {

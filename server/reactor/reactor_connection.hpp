@@ -50,6 +50,7 @@ class ReactorConnection {
     std::uint32_t interest;  // Readiness bits to watch next; 0 is fine while work is pending
     bool progressed;         // bytes moved or a message released (idle timer, after_dispatch)
     bool done;               // destroy the connection
+    bool streamed = false;  // moved bytes, and its last read filled a bulk read (--wait-moderation)
   };
 
   // `offload`: the loop's link to the --offload pool, or nullptr to do cpu and block work

@@ -19,6 +19,8 @@ struct alignas(64) LoopStats {
   // brought: events per wakeup is how much work one syscall buys. Written by the loop only.
   std::atomic<std::uint64_t> wakeups{0};
   std::atomic<std::uint64_t> events{0};
+  // Waits put off by --wait-moderation (poll and select after a stream). Written by the loop.
+  std::atomic<std::uint64_t> moderated{0};
   void record_wait(std::size_t ready) noexcept {
     wakeups.fetch_add(1, std::memory_order_relaxed);
     events.fetch_add(ready, std::memory_order_relaxed);
