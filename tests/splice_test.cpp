@@ -5,6 +5,7 @@
 // relay is what carried the bytes, and that a connection goes back and forth between relaying
 // and copying without losing or reordering a byte.
 #include <gtest/gtest.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 
 #include <filesystem>
@@ -100,6 +101,50 @@ TEST_P(Splice, AConnectionSwitchesBetweenRelayingAndCopyingWithoutLosingAByte) {
   ASSERT_TRUE(round_trip(fd.get(), "last"));
   ASSERT_EQ(::shutdown(fd.get(), SHUT_WR), 0);
   EXPECT_EQ(wait_for_close(fd.get()), PeerEnd::closed);
+}
+
+// The fd numbers the server has open, from /proc/PID/fd.
+std::set<int> fds_of(const ServerProcess& server) {
+  std::set<int> fds;
+  std::error_code error;
+  for (const auto& entry : std::filesystem::directory_iterator(
+           "/proc/" + std::to_string(server.pid()) + "/fd", error)) {
+    fds.insert(std::stoi(entry.path().filename().string()));
+  }
+  return fds;
+}
+
+// No pipe to be had (pipe2 fails: the server may open no more descriptors, as when a busy
+// server runs out of them): a stream is copied through the Session instead, every byte comes
+// back in order, and the connection goes on.
+TEST_P(Splice, AStreamIsCopiedWhenNoPipeCanBeMade) {
+  auto server = start();
+  auto fd = connect_loopback(server->port());
+  ASSERT_TRUE(round_trip(fd.get(), "hello\n"));  // accepted: its descriptor is open
+  const std::set<int> used = fds_of(*server);
+  ASSERT_FALSE(used.empty());
+  // The lowest fd number is the one a new descriptor gets, and none at or above the limit can
+  // be opened (those already open stay). The highest limit below which at most one number is
+  // free leaves room for no pipe: it needs two.
+  rlim_t limit = 0;
+  std::size_t free_below = 0;
+  for (int n = 0; n <= *used.rbegin() + 1; ++n) {
+    if (!used.contains(n)) ++free_below;
+    if (free_below > 1) break;
+    limit = static_cast<rlim_t>(n) + 1;
+  }
+  rlimit now{};
+  ASSERT_EQ(::prlimit(server->pid(), RLIMIT_NOFILE, nullptr, &now), 0);
+  const rlimit lowered{limit, now.rlim_max};
+  ASSERT_EQ(::prlimit(server->pid(), RLIMIT_NOFILE, &lowered, nullptr), 0);
+  const std::size_t pipes = pipes_of(*server);
+  expect_stream_echoed(fd.get(), 9);
+  EXPECT_EQ(pipes_of(*server), pipes) << "a pipe was made past the descriptor limit";
+  ASSERT_TRUE(round_trip(fd.get(), "still here\n"));
+  // With descriptors again, the next stream is relayed.
+  ASSERT_EQ(::prlimit(server->pid(), RLIMIT_NOFILE, &now, nullptr), 0);
+  expect_stream_echoed(fd.get(), 10);
+  EXPECT_GT(pipes_of(*server), pipes) << "the second stream was copied, not spliced";
 }
 
 INSTANTIATE_TEST_SUITE_P(RelayingModels, Splice, ::testing::ValuesIn(relaying_cases()),

@@ -162,10 +162,11 @@ void UringWorker::on_accept(int result, std::uint32_t flags) {
     unique_fd accepted(result);
     if (!drain_.stopping()) start(source_->admit(std::move(accepted)));
     // else: closing it here refuses the client
-  } else if (result != -ECANCELED && result != -ECONNABORTED && result != -EINTR &&
-             result != -EINVAL) {
+  } else if (!drain_.stopping() && result != -ECANCELED && result != -ECONNABORTED &&
+             result != -EINTR && result != -EINVAL) {
     // Out of descriptors or memory, or trouble we do not know: re-arming now would fail again
-    // at once. Pause, and let the tick resume accepting.
+    // at once. Pause, and let the tick resume accepting. (Stopping, nothing is re-armed: the
+    // branch below lets the listener go as soon as no accept is left in the kernel.)
     if (result != -EMFILE && result != -ENFILE && result != -ENOBUFS && result != -ENOMEM) {
       spdlog::error("accept: {}", std::strerror(-result));
     }
