@@ -74,6 +74,9 @@ INSTANTIATE_TEST_SUITE_P(
         BadFlag{{"--accept-strategy"}, "--accept-strategy"},
         BadFlag{{"--offload", "-1"}, "--offload"}, BadFlag{{"--offload", "2000"}, "--offload"},
         BadFlag{{"--offload-queue", "0"}, "--offload-queue"},
+        BadFlag{{"--wait-moderation", "fast"}, "--wait-moderation", {"auto"}},
+        BadFlag{{"--wait-moderation", "100001"}, "--wait-moderation"},
+        BadFlag{{"--wait-moderation", "-5"}, "--wait-moderation"},
         // A model without a pool refuses the flag (after the parse: the default is chosen late).
         BadFlag{{"--backend", "thread", "--offload", "2"}, "--offload"},
         // Work needs messages: raw mode (the default) has none.

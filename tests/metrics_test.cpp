@@ -214,7 +214,7 @@ TEST(Metrics, PollAndSelectPauseBeforeWaitingOnlyAfterAStream) {
   std::string burst(kBurst, '\0');
   for (std::size_t i = 0; i < burst.size(); ++i) burst[i] = static_cast<char>('a' + i % 26);
   for (const char* backend : {"poll", "select"}) {
-    for (const char* moderation : {"25", "0"}) {
+    for (const char* moderation : {"auto", "25", "0"}) {
       SCOPED_TRACE(std::string(backend) + " --wait-moderation " + moderation);
       auto server =
           start_server({"--backend", backend, "--wait-moderation", moderation, "--stats", "0"});

@@ -5,6 +5,7 @@
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -59,6 +60,16 @@ std::optional<std::string> check_topology(const ServerConfig& c) {
     return "--acceptor main: sigio's loop must accept for itself (its signals go to one thread)";
   }
   return std::nullopt;
+}
+
+// --wait-moderation's number: whole microseconds, 0 to 100000 (a tenth of a second).
+std::optional<std::chrono::microseconds> parse_moderation(const std::string& value) {
+  unsigned long long us = 0;
+  const auto [end, error] = std::from_chars(value.data(), value.data() + value.size(), us);
+  if (error != std::errc{} || end != value.data() + value.size() || us > 100'000) {
+    return std::nullopt;
+  }
+  return std::chrono::microseconds(us);
 }
 
 std::chrono::milliseconds to_millis(double seconds) {
@@ -138,7 +149,7 @@ std::optional<int> parse_command_line(int argc, char** argv, CommandLine& line) 
   std::string transform = "none";
   double idle_seconds = 0;
   double drain_seconds = 5;
-  auto moderation_us = static_cast<unsigned>(c.wait_moderation.count());
+  std::string moderation = "auto";
   std::string stats_address;
 
   start_section(app, "Server");
@@ -262,11 +273,17 @@ std::optional<int> parse_command_line(int argc, char** argv, CommandLine& line) 
                "Raw mode without --work: a stream is echoed through a kernel pipe with "
                "splice(2), zero copy (default); --no-splice copies it through the connection's "
                "buffer");
-  app.add_option("--wait-moderation", moderation_us,
+  app.add_option("--wait-moderation", moderation,
                  "poll, select: after a wakeup that moved a stream, when nothing is ready, "
-                 "pause this many microseconds before the next wait, so it finds several "
-                 "sockets ready (each wait scans every fd); 0 = off")
-      ->check(CLI::Range(0u, 100'000u))
+                 "pause this many microseconds (0 = off, at most 100000) before the next wait, "
+                 "so it finds several sockets ready: each wait scans every fd. auto: 2 us per "
+                 "connection, at least 25 and at most 1000")
+      ->check(
+          [](const std::string& value) -> std::string {
+            if (value == "auto" || parse_moderation(value)) return {};
+            return "expected auto or microseconds from 0 to 100000";
+          },
+          "auto|USEC")
       ->capture_default_str();
 
   start_section(app, "Pools (threadpool, prefork)");
@@ -351,7 +368,7 @@ std::optional<int> parse_command_line(int argc, char** argv, CommandLine& line) 
   c.protocol.hold_messages = c.work.enabled();
   c.idle_timeout = to_millis(idle_seconds);
   c.drain_timeout = to_millis(drain_seconds);
-  c.wait_moderation = std::chrono::microseconds(moderation_us);
+  if (moderation != "auto") c.wait_moderation = parse_moderation(moderation);
   return std::nullopt;
 }
 

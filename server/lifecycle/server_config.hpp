@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include "polyecho/protocol.hpp"
@@ -72,8 +73,8 @@ struct ServerConfig {
   // poll and select (multiplexers that scan every fd per wait): after a wakeup that moved a
   // stream, when nothing is ready, let this much time pass before waiting, so that the next
   // scan finds several sockets ready rather than the first one (Reactor::wait_for_events()).
-  // 0 = off.
-  std::chrono::microseconds wait_moderation{25};
+  // 0 = off; nullopt ("auto") = in proportion to the connections the scan walks.
+  std::optional<std::chrono::microseconds> wait_moderation;
   // --offload N: cpu and block work run on a pool of N threads while the loops keep the IO
   // (0 = off: inline on the loop). --offload-queue: jobs that may wait for a pool thread.
   unsigned offload_threads = 0;

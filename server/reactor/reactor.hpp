@@ -70,6 +70,7 @@ class Reactor {
   using EntryList = std::list<Entry>;
 
   void wait_for_events();
+  [[nodiscard]] std::chrono::microseconds moderation() const;
   void dispatch(const ReadyEvent& event);
   void apply(EntryList::iterator entry, const ReactorConnection::Outcome& outcome);
   void touch(EntryList::iterator entry);
@@ -104,8 +105,7 @@ class Reactor {
   ThreadAffinity loop_thread_;  // bound in run(): everything above is touched only there
   bool source_watched_ = true;  // in the multiplexer now
   bool streamed_ = false;       // a connection moved a stream in the last batch (apply())
-  // --wait-moderation, for a multiplexer that scans every fd per wait; 0 otherwise.
-  std::chrono::microseconds moderation_{0};
+  bool moderates_;  // --wait-moderation applies: the multiplexer scans every fd per wait
   bool accept_paused_ = false;  // out of it until accept_resume_ (descriptors ran out)
   Clock::time_point accept_resume_{};
 };
