@@ -72,9 +72,10 @@ void Reactor::run() {
 // streaming connections: about 30% of the loop's samples in the wait queues' locks).
 // --wait-moderation batches the wakeups, as a network card's interrupt moderation does: after a
 // batch that moved a stream, look without blocking (a zero timeout registers on no queue), and if
-// nothing is ready yet, let the moderation interval pass before waiting, so that the wait finds
-// several sockets ready. A batch of small messages never streams, so ping-pong latency is
-// untouched; a stream's bytes wait at most the interval (plus the kernel's timer slack) longer.
+// nothing is ready yet, sleep for moderation() before waiting, so that the wait finds several
+// sockets ready. A stream's bytes wait at most that (plus the kernel's timer slack) longer. A
+// batch of small messages never streams, so a ping-pong alone never pauses; one that shares
+// the loop with streams can wait up to the pause (docs/PERFORMANCE.md measures it).
 void Reactor::wait_for_events() {
   const int timeout_ms = next_timeout_ms();
   auto pause =
