@@ -8,7 +8,9 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <filesystem>
+#include <map>
 #include <set>
 #include <string>
 #include <vector>
@@ -30,17 +32,25 @@ std::vector<BackendCase> relaying_cases() {
   return cases;
 }
 
-// Pipe descriptors the server holds, from /proc/PID/fd.
-std::size_t pipes_of(const ServerProcess& server) {
-  std::size_t pipes = 0;
+// The server's open descriptors, fd number -> what it names ("pipe:[...]", "socket:[...]"),
+// from /proc/PID/fd.
+std::map<int, std::string> fds_of(const ServerProcess& server) {
+  std::map<int, std::string> fds;
   std::error_code error;
   for (const auto& entry : std::filesystem::directory_iterator(
            "/proc/" + std::to_string(server.pid()) + "/fd", error)) {
     std::error_code unreadable;
     const auto target = std::filesystem::read_symlink(entry.path(), unreadable);
-    if (!unreadable && target.string().starts_with("pipe:")) ++pipes;
+    fds.emplace(std::stoi(entry.path().filename().string()), unreadable ? "" : target.string());
   }
-  return pipes;
+  return fds;
+}
+
+// Pipe descriptors the server holds.
+std::size_t pipes_of(const ServerProcess& server) {
+  const auto fds = fds_of(server);
+  return static_cast<std::size_t>(std::count_if(
+      fds.begin(), fds.end(), [](const auto& fd) { return fd.second.starts_with("pipe:"); }));
 }
 
 bool round_trip(int fd, const std::string& message) {
@@ -103,17 +113,6 @@ TEST_P(Splice, AConnectionSwitchesBetweenRelayingAndCopyingWithoutLosingAByte) {
   EXPECT_EQ(wait_for_close(fd.get()), PeerEnd::closed);
 }
 
-// The fd numbers the server has open, from /proc/PID/fd.
-std::set<int> fds_of(const ServerProcess& server) {
-  std::set<int> fds;
-  std::error_code error;
-  for (const auto& entry : std::filesystem::directory_iterator(
-           "/proc/" + std::to_string(server.pid()) + "/fd", error)) {
-    fds.insert(std::stoi(entry.path().filename().string()));
-  }
-  return fds;
-}
-
 // No pipe to be had (pipe2 fails: the server may open no more descriptors, as when a busy
 // server runs out of them): a stream is copied through the Session instead, every byte comes
 // back in order, and the connection goes on.
@@ -121,14 +120,14 @@ TEST_P(Splice, AStreamIsCopiedWhenNoPipeCanBeMade) {
   auto server = start();
   auto fd = connect_loopback(server->port());
   ASSERT_TRUE(round_trip(fd.get(), "hello\n"));  // accepted: its descriptor is open
-  const std::set<int> used = fds_of(*server);
+  const std::map<int, std::string> used = fds_of(*server);
   ASSERT_FALSE(used.empty());
   // The lowest fd number is the one a new descriptor gets, and none at or above the limit can
   // be opened (those already open stay). The highest limit below which at most one number is
   // free leaves room for no pipe: it needs two.
   rlim_t limit = 0;
   std::size_t free_below = 0;
-  for (int n = 0; n <= *used.rbegin() + 1; ++n) {
+  for (int n = 0; n <= used.rbegin()->first + 1; ++n) {
     if (!used.contains(n)) ++free_below;
     if (free_below > 1) break;
     limit = static_cast<rlim_t>(n) + 1;
