@@ -11,9 +11,13 @@
 // their signal already and will not raise another (epoll's EPOLL_CTL_MOD re-arms the same way).
 //
 // Why this model is rarely used in practice:
-//  - Cost per event: one signal is queued per state change and one sigtimedwait() per signal
-//    dequeues it, so a busy connection costs a syscall per packet just to learn it is ready,
-//    where epoll_wait() returns hundreds of ready fds in one call.
+//  - Cost per event: one signal is queued per state change, and one sigtimedwait() per signal
+//    dequeues it, where epoll_wait() returns hundreds of ready fds in one call. The queueing is
+//    the larger part, and the sender pays it: on loopback the client's send() allocates the
+//    entry and takes the loop's signal lock (perf, 500 streaming connections: kill_fasync was
+//    2.8% of the client's samples). Draining through a signalfd, 64 signals per read(), cut the
+//    loop's syscalls from 51.5k to under 1k per 2 s and moved neither its CPU nor the msg/s
+//    (docs/PERFORMANCE.md, "Fifth pass"), so this file keeps the one-call-per-signal form.
 //  - No per-fd coalescing in the kernel: ten packets on one socket are ten queued signals.
 //    This file merges duplicates of a batch in user space, but the kernel already paid for them.
 //  - The queue is bounded (RLIMIT_SIGPENDING, per user). When it is full the kernel drops the
